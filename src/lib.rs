@@ -1,0 +1,22 @@
+//! # sitg-bot
+//!
+//! One binary for the SITG GitHub App's bot fleet:
+//!
+//! - [`config`]: environment → typed worker configuration; every bad value is an
+//!   error naming the variable.
+//! - [`secret`]: a wrapper that keeps secret values out of `Debug`, logs and errors.
+//! - [`backend`]: the SITG backend's `/internal/v2` client (request signing, contract types).
+//! - [`github`]: GitHub App authentication (JWT, installation access tokens) and the REST
+//!   calls the outbox needs, with rate-limit handling.
+//! - [`webhook`]: pure webhook logic: signature verification and event normalisation.
+//! - [`outbox`]: action validation and execution, and the claim/report loop.
+//! - [`worker`]: the HTTP server (webhook ingress, health, metrics) and shutdown.
+//! - [`metrics`]: the Prometheus registry with the counter names operators watch.
+//! - [`sandbox`]: in-process simulators of the SITG backend and of GitHub, for `dev` and tests.
+//! - [`operator`]: the `BotFleet` custom resource and its controller.
+
+pub mod backend;
+pub mod github;
+pub mod operator;
+pub mod sandbox;
+pub mod secret;
