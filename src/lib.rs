@@ -20,3 +20,4 @@ pub mod github;
 pub mod operator;
 pub mod sandbox;
 pub mod secret;
+pub mod tls;
