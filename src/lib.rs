@@ -16,6 +16,7 @@
 //! - [`operator`]: the `BotFleet` custom resource and its controller.
 
 pub mod backend;
+pub mod config;
 pub mod github;
 pub mod operator;
 pub mod sandbox;
