@@ -14,6 +14,8 @@ mod comment;
 mod error;
 mod jwt;
 mod metrics;
+#[cfg(test)]
+mod mock_tests;
 mod pagination;
 mod rate_limit;
 mod repo;
