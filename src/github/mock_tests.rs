@@ -642,7 +642,8 @@ async fn secondary_limit_without_headers_pauses_at_least_a_minute() {
     Mock::given(method("GET"))
         .and(path(COMMENTS))
         .respond_with(
-            ResponseTemplate::new(429)
+            ResponseTemplate::new(403)
+                .insert_header("x-ratelimit-remaining", "4000")
                 .set_body_json(json!({ "message": "You have exceeded a secondary rate limit." })),
         )
         .expect(1)
