@@ -22,3 +22,4 @@ pub mod operator;
 pub mod sandbox;
 pub mod secret;
 pub mod tls;
+pub mod webhook;

@@ -387,6 +387,20 @@ impl GitHubClient {
         Err(too_many_pages("installation repositories"))
     }
 
+    /// The installation of the App that holds `repo`, or `None` when the App is not
+    /// installed there.
+    ///
+    /// Per GitHub REST: `GET /repos/{owner}/{repo}/installation` with the App JWT. Used for
+    /// deliveries that arrive without an `installation` object (a repository webhook
+    /// pointed at the App's URL).
+    pub async fn repository_installation(
+        &self,
+        repo: &RepoFullName,
+    ) -> Result<Option<u64>, GitHubError> {
+        // Installation 0 does not exist; it keys rate-limit pauses of this App-level call.
+        self.repo_installation(0, repo).await
+    }
+
     /// When `installation_id` is paused by a rate limit: the instant it may be used
     /// again. `None` when it is not paused. Calls for a paused installation fail with
     /// [`GitHubError::RateLimited`] without a request.

@@ -65,7 +65,11 @@ impl WebhookVerifier {
     /// Checks `header` (the raw `X-Hub-Signature-256` value) against `body`.
     ///
     /// Returns which secret matched, or a [`SignatureError`].
-    pub fn verify(&self, header: Option<&[u8]>, body: &[u8]) -> Result<MatchedSecret, SignatureError> {
+    pub fn verify(
+        &self,
+        header: Option<&[u8]>,
+        body: &[u8],
+    ) -> Result<MatchedSecret, SignatureError> {
         let header = header.ok_or(SignatureError::Missing)?;
         let hex_digest = header
             .strip_prefix(b"sha256=")
@@ -117,7 +121,10 @@ mod tests {
             v.verify(Some(VECTOR.as_bytes()), b"Hello, World!"),
             Ok(MatchedSecret::Current)
         );
-        assert_eq!(sign_payload("It's a Secret to Everybody", b"Hello, World!"), VECTOR);
+        assert_eq!(
+            sign_payload("It's a Secret to Everybody", b"Hello, World!"),
+            VECTOR
+        );
     }
 
     #[test]
@@ -127,7 +134,10 @@ mod tests {
             v.verify(Some(VECTOR.as_bytes()), b"Hello, World?"),
             Err(SignatureError::Mismatch)
         );
-        assert_eq!(v.verify(None, b"Hello, World!"), Err(SignatureError::Missing));
+        assert_eq!(
+            v.verify(None, b"Hello, World!"),
+            Err(SignatureError::Missing)
+        );
         for bad in [
             "757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17",
             "sha1=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17",
