@@ -52,13 +52,13 @@ pub enum GitHubError {
     /// GitHub's answer did not have the documented shape.
     #[error("unexpected GitHub response: {0}")]
     InvalidResponse(String),
-    /// The App private key is unusable. Permanent (configuration).
+    /// The App private key is unusable. Retryable: configuration, not the action, is at fault.
     #[error(transparent)]
     Key(#[from] KeyError),
-    /// The App JWT could not be signed. Permanent (configuration).
+    /// The App JWT could not be signed. Retryable (configuration).
     #[error("could not sign the GitHub App JWT: {0}")]
     Jwt(String),
-    /// The client could not be built from its configuration (base URL, metrics). Permanent.
+    /// The client could not be built from its configuration (base URL, metrics). Retryable (configuration).
     #[error("invalid GitHub client configuration: {0}")]
     Config(String),
 }
@@ -72,14 +72,16 @@ impl GitHubError {
             | Self::Server { .. }
             | Self::Transport(_)
             | Self::Timeout
-            | Self::InvalidResponse(_) => true,
+            | Self::InvalidResponse(_)
+            // A broken App key or client set-up is the fleet's fault, not the action's:
+            // keep the action alive until an operator fixes the configuration.
+            | Self::Key(_)
+            | Self::Jwt(_)
+            | Self::Config(_) => true,
             Self::InstallationNotFound { .. }
             | Self::PermissionDenied { .. }
             | Self::ValidationFailed { .. }
-            | Self::NotFound { .. }
-            | Self::Key(_)
-            | Self::Jwt(_)
-            | Self::Config(_) => false,
+            | Self::NotFound { .. } => false,
         }
     }
 

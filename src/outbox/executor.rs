@@ -1,0 +1,280 @@
+//! Executing one valid action on GitHub, with bounded retries inside the worker.
+//!
+//! The backend requeues a `RETRYABLE_FAILURE` at once and with no attempt cap (contract
+//! §1.6), so the worker itself spaces attempts: a few quick retries with jittered
+//! backoff before reporting, a wait for a rate-limited installation when the limit lifts
+//! soon, and a hold before re-executing an action the backend hands out again (growing
+//! with its `attempts`). Every wait ends early on shutdown.
+
+use std::time::{Duration, Instant};
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use tokio_util::sync::CancellationToken;
+
+use super::action::{ActionKind, ValidAction};
+use crate::backend::types::Outcome;
+use crate::github::{GitHubClient, GitHubError};
+
+/// `RETRYABLE_FAILURE` code of actions released because the worker is stopping.
+pub const WORKER_SHUTDOWN: &str = "WORKER_SHUTDOWN";
+
+/// How hard the executor tries before giving an action back.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// GitHub attempts per claim, the first included.
+    pub max_attempts: usize,
+    /// First delay between attempts (then doubling, with jitter).
+    pub first_delay: Duration,
+    /// Longest wait for a rate-limited installation before giving the action back.
+    pub max_rate_limit_wait: Duration,
+    /// Longest hold of a re-claimed action before executing it.
+    pub max_hold: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 3,
+            first_delay: Duration::from_secs(1),
+            max_rate_limit_wait: Duration::from_secs(60),
+            max_hold: Duration::from_secs(60),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Wait before executing an action handed out for the `attempts`-th time: none the
+    /// first time, then 1 s, 2 s, 4 s … up to `max_hold`. Stateless, so it holds across
+    /// replicas: the backend counts the attempts.
+    pub fn hold_for(&self, attempts: u32) -> Duration {
+        if attempts <= 1 {
+            return Duration::ZERO;
+        }
+        let exp = (attempts - 2).min(16);
+        Duration::from_secs(1u64 << exp).min(self.max_hold)
+    }
+}
+
+/// The result of an action, as reported to the backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub outcome: Outcome,
+    pub failure_code: Option<String>,
+    pub failure_message: Option<String>,
+}
+
+impl Report {
+    /// `SUCCEEDED`.
+    pub fn succeeded() -> Self {
+        Self {
+            outcome: Outcome::Succeeded,
+            failure_code: None,
+            failure_message: None,
+        }
+    }
+
+    /// `FAILED` with `code`.
+    pub fn failed(code: &str, message: impl Into<String>) -> Self {
+        Self {
+            outcome: Outcome::Failed,
+            failure_code: Some(code.to_owned()),
+            failure_message: Some(message.into()),
+        }
+    }
+
+    /// `RETRYABLE_FAILURE` with `code`.
+    pub fn retryable(code: &str, message: impl Into<String>) -> Self {
+        Self {
+            outcome: Outcome::RetryableFailure,
+            failure_code: Some(code.to_owned()),
+            failure_message: Some(message.into()),
+        }
+    }
+
+    /// A shutdown release.
+    pub fn released() -> Self {
+        Self::retryable(
+            WORKER_SHUTDOWN,
+            "worker stopped before executing the action",
+        )
+    }
+
+    fn from_error(err: &GitHubError) -> Self {
+        let code = err.failure_code();
+        if err.is_retryable() {
+            Self::retryable(code, err.to_string())
+        } else {
+            Self::failed(code, err.to_string())
+        }
+    }
+}
+
+/// Executes actions with one shared GitHub client.
+#[derive(Clone)]
+pub struct Executor {
+    github: GitHubClient,
+    policy: RetryPolicy,
+}
+
+impl Executor {
+    pub fn new(github: GitHubClient, policy: RetryPolicy) -> Self {
+        Self { github, policy }
+    }
+
+    /// The executor's retry policy.
+    pub fn policy(&self) -> &RetryPolicy {
+        &self.policy
+    }
+
+    /// Waits `delay`, or returns false when `stop` fires first.
+    async fn pause(delay: Duration, stop: &CancellationToken) -> bool {
+        if delay.is_zero() {
+            return !stop.is_cancelled();
+        }
+        tokio::select! {
+            () = tokio::time::sleep(delay) => true,
+            () = stop.cancelled() => false,
+        }
+    }
+
+    /// Holds (per [`RetryPolicy::hold_for`]), then executes `action` with retries.
+    ///
+    /// `stop` (shutdown) interrupts every wait and turns the action into a
+    /// [`Report::released`]; a GitHub call already under way is let finish.
+    pub async fn run(&self, action: &ValidAction, stop: &CancellationToken) -> Report {
+        if !Self::pause(self.policy.hold_for(action.attempts), stop).await {
+            return Report::released();
+        }
+        let mut delays = ExponentialBuilder::default()
+            .with_min_delay(self.policy.first_delay)
+            .with_max_delay(self.policy.first_delay * 8)
+            .with_jitter()
+            .build();
+        let mut attempt = 0;
+        loop {
+            if let Some(until) = self
+                .github
+                .installation_paused_until(action.installation_id)
+            {
+                let wait = until.saturating_duration_since(Instant::now());
+                if wait > self.policy.max_rate_limit_wait {
+                    return Report::retryable(
+                        "GITHUB_RATE_LIMITED",
+                        format!(
+                            "installation {} is rate limited for {} s more",
+                            action.installation_id,
+                            wait.as_secs()
+                        ),
+                    );
+                }
+                if !Self::pause(wait, stop).await {
+                    return Report::released();
+                }
+            }
+            attempt += 1;
+            let err = match self.execute_once(action).await {
+                Ok(()) => return Report::succeeded(),
+                Err(err) => err,
+            };
+            if !err.is_retryable() {
+                return Report::from_error(&err);
+            }
+            tracing::warn!(
+                event = "action_attempt_failed",
+                action_id = %action.id,
+                attempt,
+                code = err.failure_code(),
+                error = %err,
+            );
+            if let GitHubError::RateLimited { .. } = err {
+                // The next loop turn waits for the pause itself; not counted as an attempt
+                // unless the wait is too long (then it is reported above).
+                attempt -= 1;
+                if self
+                    .github
+                    .installation_paused_until(action.installation_id)
+                    .is_none()
+                {
+                    return Report::from_error(&err);
+                }
+                continue;
+            }
+            if attempt >= self.policy.max_attempts {
+                return Report::from_error(&err);
+            }
+            let delay = delays.next().unwrap_or(self.policy.first_delay);
+            if !Self::pause(delay, stop).await {
+                return Report::released();
+            }
+        }
+    }
+
+    /// One pass over GitHub. Per contract §2: close = PATCH the pull request to
+    /// `closed`, then upsert the comment; upsert = find the marked comment on any page,
+    /// PATCH it or POST a new one. Both are safe to repeat.
+    async fn execute_once(&self, action: &ValidAction) -> Result<(), GitHubError> {
+        if action.kind == ActionKind::ClosePrWithComment {
+            self.github
+                .close_pull_request(action.installation_id, &action.repo, action.pr_number)
+                .await?;
+        }
+        let upsert = self
+            .github
+            .upsert_marked_comment(
+                action.installation_id,
+                &action.repo,
+                action.pr_number,
+                &action.body,
+                &action.marker,
+            )
+            .await?;
+        tracing::info!(
+            event = "comment_upserted",
+            action_id = %action.id,
+            repo = %action.repo,
+            pr = action.pr_number,
+            result = ?upsert,
+        );
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hold_grows_with_attempts_and_is_capped() {
+        let p = RetryPolicy::default();
+        assert_eq!(p.hold_for(0), Duration::ZERO);
+        assert_eq!(p.hold_for(1), Duration::ZERO);
+        assert_eq!(p.hold_for(2), Duration::from_secs(1));
+        assert_eq!(p.hold_for(3), Duration::from_secs(2));
+        assert_eq!(p.hold_for(6), Duration::from_secs(16));
+        assert_eq!(p.hold_for(8), Duration::from_secs(60));
+        assert_eq!(p.hold_for(u32::MAX), Duration::from_secs(60));
+    }
+
+    #[test]
+    fn reports_follow_the_error_class() {
+        let r = Report::from_error(&GitHubError::InstallationNotFound { installation_id: 1 });
+        assert_eq!(r.outcome, Outcome::Failed);
+        assert_eq!(r.failure_code.as_deref(), Some("INSTALLATION_NOT_FOUND"));
+        let r = Report::from_error(&GitHubError::Server { status: 500 });
+        assert_eq!(r.outcome, Outcome::RetryableFailure);
+        assert_eq!(r.failure_code.as_deref(), Some("EXECUTION_ERROR"));
+        let r = Report::from_error(&GitHubError::PermissionDenied {
+            message: "Resource not accessible by integration".into(),
+        });
+        assert_eq!(r.outcome, Outcome::Failed);
+        assert_eq!(r.failure_code.as_deref(), Some("GITHUB_PERMISSION_DENIED"));
+        let r = Report::from_error(&GitHubError::ValidationFailed {
+            message: "x".into(),
+        });
+        assert_eq!(r.outcome, Outcome::Failed);
+        assert_eq!(
+            Report::released().failure_code.as_deref(),
+            Some(WORKER_SHUTDOWN)
+        );
+    }
+}

@@ -1,0 +1,37 @@
+//! Log set-up: one JSON object per line on stdout (or readable text), written off the
+//! request path by a background thread.
+
+use tracing_appender::non_blocking::WorkerGuard;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::LogFormat;
+
+/// Installs the global subscriber. Keep the returned guard alive for the life of the
+/// process: dropping it flushes buffered lines.
+///
+/// The level comes from `RUST_LOG` (default `info`). Lines carry a timestamp, the
+/// level, an `event` name and structured context; secrets never enter them because the
+/// types holding secrets print `[redacted]`.
+pub fn init(format: LogFormat) -> WorkerGuard {
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        // Under a log flood, lose lines rather than stall webhook handling.
+        .lossy(true)
+        .finish(std::io::stdout());
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer)
+        .with_target(false);
+    let result = match format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+    // Already installed (tests, dev mode): the existing subscriber keeps working.
+    drop(result);
+    guard
+}

@@ -1,0 +1,42 @@
+//! `/healthz`, `/readyz` and `/metrics`.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use serde_json::json;
+
+use super::state::AppState;
+
+/// Liveness: the process serves HTTP. Always 200; a wedged process does not answer.
+pub async fn healthz() -> impl IntoResponse {
+    Json(json!({"status": "ok"}))
+}
+
+/// Readiness: 200 when the worker can do its job — not stopping and the backend
+/// answering HTTP; 503 with the reasons otherwise.
+pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    let mut reasons = Vec::new();
+    if state.lifecycle.is_shutting_down() {
+        reasons.push("shutting down");
+    }
+    if !state.backend.is_reachable() {
+        reasons.push("backend unreachable");
+    }
+    if reasons.is_empty() {
+        (StatusCode::OK, Json(json!({"status": "ready"})))
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "not_ready", "reasons": reasons})),
+        )
+    }
+}
+
+/// Prometheus text exposition.
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        state.metrics.render(),
+    )
+}

@@ -1,0 +1,207 @@
+//! One worker replica: the HTTP server (webhook ingress, health, metrics) and the outbox
+//! loop, sharing one backend client, one GitHub client and one metrics registry.
+//!
+//! [`run`] takes its listeners and its shutdown signal as arguments, so the binary,
+//! `sitg-bot dev` and the tests start workers the same way.
+
+pub mod health;
+pub mod ingress;
+pub mod state;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::backend::{BackendClient, BackendConfig};
+use crate::config::WorkerConfig;
+use crate::github::{GitHubClient, GitHubConfig, parse_app_private_key};
+use crate::metrics::WorkerMetrics;
+use crate::outbox::{self, Executor, OutboxSettings, RetryPolicy};
+use crate::webhook::WebhookVerifier;
+pub use state::{AppState, Lifecycle};
+
+/// `user-agent` of the worker's requests to GitHub and the backend.
+pub const USER_AGENT: &str = concat!("sitg-bot/", env!("CARGO_PKG_VERSION"));
+
+/// A worker that could not start. Each message names the setting at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// The App private key does not parse.
+    #[error("GITHUB_APP_PRIVATE_KEY is not a usable RSA private key: {0}")]
+    PrivateKey(crate::github::KeyError),
+    #[error("could not set up the GitHub client: {0}")]
+    GitHub(#[from] crate::github::GitHubError),
+    #[error("could not set up the backend client: {0}")]
+    Backend(#[from] crate::backend::BackendSetupError),
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::MetricsError),
+    #[error("HTTP server failed: {0}")]
+    Serve(#[from] std::io::Error),
+}
+
+/// The listeners a worker serves on.
+pub struct Listeners {
+    /// `PORT`: webhooks, health, metrics.
+    pub main: TcpListener,
+    /// `METRICS_PORT`: health and metrics only.
+    pub metrics: Option<TcpListener>,
+}
+
+/// Builds the shared state from `config`: parses the App key once, creates the clients
+/// and registers every metric.
+pub fn build_state(config: &WorkerConfig) -> Result<AppState, WorkerError> {
+    parse_app_private_key(&config.github_app_private_key).map_err(WorkerError::PrivateKey)?;
+    let metrics = WorkerMetrics::new()?;
+    let github = GitHubClient::new(
+        GitHubConfig {
+            api_base_url: config.github_api_base_url.clone(),
+            app_id: config.github_app_id,
+            private_key_pem: config.github_app_private_key.clone(),
+            user_agent: USER_AGENT.to_owned(),
+            request_timeout: Duration::from_secs(10),
+        },
+        &metrics.registry,
+    )?;
+    let backend = BackendClient::new(
+        BackendConfig {
+            base_url: config.backend_base_url.clone(),
+            key_id: config.backend_bot_key_id.clone(),
+            hmac_secret: config.backend_internal_hmac_secret.clone(),
+            service_token: config.backend_service_token.clone(),
+            user_agent: USER_AGENT.to_owned(),
+        },
+        &metrics.registry,
+    )?;
+    Ok(AppState {
+        verifier: WebhookVerifier::new(
+            &config.webhook_secret,
+            config.webhook_secret_previous.as_ref(),
+        ),
+        backend,
+        github,
+        metrics,
+        lifecycle: Arc::new(Lifecycle::default()),
+    })
+}
+
+/// The full router: `POST /webhooks/github`, `GET /healthz`, `GET /readyz`, `GET /metrics`.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/webhooks/github", post(ingress::receive))
+        .merge(ops_routes())
+        // The handler reads the body itself with a 25 MB cap and answers 413.
+        .layer(DefaultBodyLimit::disable())
+        .with_state(state)
+}
+
+/// Health and metrics only, for `METRICS_PORT`.
+pub fn ops_app(state: AppState) -> Router {
+    ops_routes().with_state(state)
+}
+
+fn ops_routes() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+}
+
+/// Keeps readiness current: probes the backend until it answers, then every 15 s
+/// (backend calls in between update it too).
+async fn watch_backend(state: AppState, shutdown: CancellationToken) {
+    loop {
+        let reachable = state.backend.probe().await;
+        let every = if reachable {
+            Duration::from_secs(15)
+        } else {
+            Duration::from_secs(1)
+        };
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            () = shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// Runs one worker until `shutdown` fires, then: readiness goes 503, the outbox stops
+/// claiming and reports every claimed action, in-flight webhooks are answered, and the
+/// function returns.
+pub async fn run(
+    config: WorkerConfig,
+    state: AppState,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+) -> Result<(), WorkerError> {
+    tracing::info!(
+        event = "worker_starting",
+        worker_id = %config.worker_id,
+        addr = %listeners.main.local_addr()?,
+        metrics_addr = ?listeners.metrics.as_ref().and_then(|l| l.local_addr().ok()),
+        outbox_polling_enabled = config.outbox_polling_enabled,
+        backend = %config.backend_base_url,
+        github_api = %config.github_api_base_url,
+    );
+    let stopping = CancellationToken::new();
+    let lifecycle = Arc::clone(&state.lifecycle);
+    let signal = {
+        let stopping = stopping.clone();
+        async move {
+            shutdown.cancelled().await;
+            lifecycle.begin_shutdown();
+            tracing::info!(event = "worker_stopping");
+            stopping.cancel();
+        }
+    };
+
+    let watcher = tokio::spawn(watch_backend(state.clone(), stopping.clone()));
+    let outbox = config.outbox_polling_enabled.then(|| {
+        tokio::spawn(outbox::run(
+            state.backend.clone(),
+            Executor::new(state.github.clone(), RetryPolicy::default()),
+            state.metrics.clone(),
+            OutboxSettings {
+                worker_id: config.worker_id.clone(),
+                poll_interval: config.outbox_poll_interval,
+                claim_limit: config.outbox_claim_limit,
+                concurrency: config.outbox_concurrency,
+                shutdown_timeout: config.shutdown_timeout,
+            },
+            stopping.clone(),
+        ))
+    });
+    let metrics_server = listeners.metrics.map(|listener| {
+        let app = ops_app(state.clone());
+        let stop = stopping.clone();
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+        })
+    });
+
+    let main = axum::serve(listeners.main, app(state))
+        .with_graceful_shutdown(stopping.clone().cancelled_owned());
+    let (served, ()) = tokio::join!(main, signal);
+
+    if let Some(outbox) = outbox {
+        if let Err(err) = outbox.await {
+            tracing::error!(event = "outbox_task_failed", error = %err);
+        }
+    }
+    if let Some(server) = metrics_server {
+        match server.await {
+            Ok(Err(err)) => tracing::error!(event = "metrics_server_failed", error = %err),
+            Err(err) => tracing::error!(event = "metrics_server_failed", error = %err),
+            Ok(Ok(())) => {}
+        }
+    }
+    watcher.abort();
+    served?;
+    tracing::info!(event = "worker_stopped", worker_id = %config.worker_id);
+    Ok(())
+}
