@@ -94,3 +94,30 @@ impl Drop for Served {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::routing::get;
+
+    use super::*;
+
+    async fn fetch(url: &str) -> Result<String, reqwest::Error> {
+        reqwest::get(url).await?.text().await
+    }
+
+    #[tokio::test]
+    async fn a_stopped_server_comes_back_on_the_same_address() {
+        crate::tls::install_crypto_provider();
+        let app = || Router::new().route("/", get(|| async { "up" }));
+        let served = Served::bind_local(app()).await.unwrap();
+        let (addr, url) = (served.addr(), served.base_url());
+        assert_eq!(fetch(&url).await.unwrap(), "up");
+
+        served.shutdown().await.unwrap();
+        assert!(fetch(&url).await.is_err(), "down while stopped");
+
+        let again = Served::bind(app(), addr).await.unwrap();
+        assert_eq!(again.addr(), addr);
+        assert_eq!(fetch(&url).await.unwrap(), "up");
+    }
+}

@@ -18,7 +18,7 @@ use super::jwt::JwtRejection;
 use super::page::PageRequest;
 use super::shapes;
 use super::store::{BodyRefusal, PullState, check_comment_body};
-use super::{GitHubSim, HeaderViolation};
+use super::{GitHubSim, GitHubWrite, HeaderViolation};
 
 /// The only REST API version the simulator (and the contract) speaks.
 pub const API_VERSION: &str = "2022-11-28";
@@ -587,6 +587,11 @@ async fn create_comment(
         .store
         .add_comment(repo_id, number, &author, true, text, now)
         .id;
+    state.record_write(GitHubWrite::CommentCreated {
+        repo: format!("{owner}/{repo}"),
+        number,
+        comment_id: id,
+    });
     let repo = state
         .store
         .repo(repo_id)
@@ -623,10 +628,16 @@ async fn update_comment(
 
     let api = api_base(&sim, &headers);
     let mut state = sim.shared.state.lock();
-    state
+    let number = state
         .store
         .update_comment(repo_id, comment_id, text, Utc::now())
-        .ok_or_else(|| not_found(DOCS_UPDATE_COMMENT))?;
+        .ok_or_else(|| not_found(DOCS_UPDATE_COMMENT))?
+        .issue_number;
+    state.record_write(GitHubWrite::CommentUpdated {
+        repo: format!("{owner}/{repo}"),
+        number,
+        comment_id,
+    });
     let repo = state
         .store
         .repo(repo_id)
@@ -649,15 +660,16 @@ async fn delete_comment(
     let repo_id = sim.repo_in_installation(installation, &owner, &repo, DOCS_DELETE_COMMENT)?;
     let comment_id = parse_number(&comment_id, DOCS_DELETE_COMMENT)?;
     sim.require_write(repo_id, DOCS_DELETE_COMMENT)?;
-    let deleted = sim
-        .shared
-        .state
-        .lock()
+    let mut state = sim.shared.state.lock();
+    let number = state
         .store
-        .delete_comment(repo_id, comment_id);
-    if !deleted {
-        return Err(not_found(DOCS_DELETE_COMMENT).into());
-    }
+        .delete_comment(repo_id, comment_id)
+        .ok_or_else(|| not_found(DOCS_DELETE_COMMENT))?;
+    state.record_write(GitHubWrite::CommentDeleted {
+        repo: format!("{owner}/{repo}"),
+        number,
+        comment_id,
+    });
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -700,6 +712,7 @@ async fn update_pull_request(
         .store
         .touch_pull(repo_id, number, now)
         .ok_or_else(|| not_found(DOCS_UPDATE_PULL))?;
+    let closing = wanted == Some(PullState::Closed) && pull.state == PullState::Open;
     match wanted {
         Some(PullState::Closed) if pull.state == PullState::Open => {
             pull.state = PullState::Closed;
@@ -714,6 +727,12 @@ async fn update_pull_request(
         _ => {}
     }
     let pull = pull.clone();
+    if closing {
+        state.record_write(GitHubWrite::PullRequestClosed {
+            repo: format!("{owner}/{repo}"),
+            number,
+        });
+    }
     let repo = state
         .store
         .repo(repo_id)

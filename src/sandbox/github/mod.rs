@@ -44,7 +44,7 @@ mod store;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -193,9 +193,61 @@ impl GitHubStats {
     }
 }
 
+/// A change the App made through the API, in the order GitHub applied them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GitHubWrite {
+    /// `POST /repos/{owner}/{repo}/issues/{n}/comments`
+    CommentCreated {
+        /// `owner/name` as requested.
+        repo: String,
+        /// Pull request number.
+        number: u64,
+        /// The new comment.
+        comment_id: u64,
+    },
+    /// `PATCH /repos/{owner}/{repo}/issues/comments/{id}`
+    CommentUpdated {
+        /// `owner/name` as requested.
+        repo: String,
+        /// Pull request number of the comment.
+        number: u64,
+        /// The comment.
+        comment_id: u64,
+    },
+    /// `DELETE /repos/{owner}/{repo}/issues/comments/{id}`
+    CommentDeleted {
+        /// `owner/name` as requested.
+        repo: String,
+        /// Pull request number of the comment.
+        number: u64,
+        /// The comment.
+        comment_id: u64,
+    },
+    /// `PATCH /repos/{owner}/{repo}/pulls/{n}` that closed an open pull request.
+    PullRequestClosed {
+        /// `owner/name` as requested.
+        repo: String,
+        /// Pull request number.
+        number: u64,
+    },
+}
+
+/// Most writes kept for [`GitHubSim::writes`]; older ones are dropped.
+const MAX_RECORDED_WRITES: usize = 10_000;
+
 struct State {
     store: Store,
     stats: GitHubStats,
+    writes: VecDeque<GitHubWrite>,
+}
+
+impl State {
+    fn record_write(&mut self, write: GitHubWrite) {
+        if self.writes.len() >= MAX_RECORDED_WRITES {
+            self.writes.pop_front();
+        }
+        self.writes.push_back(write);
+    }
 }
 
 struct Shared {
@@ -248,6 +300,7 @@ impl GitHubSim {
                 state: Mutex::new(State {
                     store: Store::new(config.auto_create_pull_requests),
                     stats: GitHubStats::default(),
+                    writes: VecDeque::new(),
                 }),
                 faults: Mutex::new(FaultSet::default()),
                 changes: Changes::new(),
@@ -349,6 +402,8 @@ impl GitHubSim {
     }
 
     /// Adds one comment as `author_login` (a bot when it ends in `[bot]`) created at `at`.
+    /// Listings order comments by creation time; ids grow in call order, so pass times
+    /// in increasing order to keep both orders the same, as they are on GitHub.
     ///
     /// Errors: unknown repository.
     pub fn add_comment(
@@ -411,6 +466,12 @@ impl GitHubSim {
     /// State of a pull request, None when it does not exist (yet).
     pub fn pull_request_state(&self, repo_full_name: &str, number: u64) -> Option<PullState> {
         self.read(|s| s.store.pull_state(repo_full_name, number))
+    }
+
+    /// The App's writes (comments created, updated, deleted; pull requests closed),
+    /// oldest first; the last 10,000 are kept.
+    pub fn writes(&self) -> Vec<GitHubWrite> {
+        self.read(|s| s.writes.iter().cloned().collect())
     }
 
     /// A snapshot of the counters.

@@ -361,12 +361,16 @@ impl Store {
         self.comments.entry(id).or_insert(comment)
     }
 
-    /// Comments of one issue or pull request, oldest first.
+    /// Comments of one issue or pull request, oldest first (by creation time, then id),
+    /// as GitHub lists them.
     pub(crate) fn issue_comments(&self, repo_id: i64, issue_number: u64) -> Vec<&Comment> {
-        self.issue_comments
+        let mut comments: Vec<&Comment> = self
+            .issue_comments
             .get(&(repo_id, issue_number))
             .map(|ids| ids.iter().filter_map(|id| self.comments.get(id)).collect())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        comments.sort_by_key(|c| (c.public.created_at, c.id));
+        comments
     }
 
     pub(crate) fn comments_of(&self, full_name: &str, number: u64) -> Vec<IssueComment> {
@@ -407,16 +411,15 @@ impl Store {
         Some(comment)
     }
 
-    pub(crate) fn delete_comment(&mut self, repo_id: i64, comment_id: u64) -> bool {
-        let Some(comment) = self.comment_in(repo_id, comment_id) else {
-            return false;
-        };
+    /// Deletes the comment when it belongs to `repo_id`; returns its issue number.
+    pub(crate) fn delete_comment(&mut self, repo_id: i64, comment_id: u64) -> Option<u64> {
+        let comment = self.comment_in(repo_id, comment_id)?;
         let key = (comment.repo_id, comment.issue_number);
         self.comments.remove(&comment_id);
         if let Some(ids) = self.issue_comments.get_mut(&key) {
             ids.retain(|id| *id != comment_id);
         }
-        true
+        Some(key.1)
     }
 
     /// A new installation access token, or None for an unknown installation.
@@ -511,8 +514,8 @@ mod tests {
         let a = s.add_comment(10, 1, "u", false, "a", now).id;
         let b = s.add_comment(10, 1, "u", false, "b", now).id;
         assert!(s.update_comment(20, a, "hijack", now).is_none());
-        assert!(!s.delete_comment(20, a));
-        assert!(s.delete_comment(10, a));
+        assert_eq!(s.delete_comment(20, a), None);
+        assert_eq!(s.delete_comment(10, a), Some(1));
         let left: Vec<u64> = s.issue_comments(10, 1).iter().map(|c| c.id).collect();
         assert_eq!(left, [b]);
     }

@@ -381,6 +381,27 @@ async fn comments_are_created_updated_and_deleted() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
     assert!(h.sim.comments("org/repo", 3).is_empty());
+    let repo = "org/repo".to_owned();
+    assert_eq!(
+        h.sim.writes(),
+        [
+            GitHubWrite::CommentCreated {
+                repo: repo.clone(),
+                number: 3,
+                comment_id: id
+            },
+            GitHubWrite::CommentUpdated {
+                repo: repo.clone(),
+                number: 3,
+                comment_id: id
+            },
+            GitHubWrite::CommentDeleted {
+                repo,
+                number: 3,
+                comment_id: id
+            },
+        ]
+    );
     // A comment of another repository is not reachable through this one.
     let other = h
         .sim
@@ -461,6 +482,14 @@ async fn pull_requests_close_and_closing_twice_is_fine() {
     assert_eq!(
         h.sim.pull_request_state("org/repo", 42),
         Some(PullState::Closed)
+    );
+    // Only the first request changed anything.
+    assert_eq!(
+        h.sim.writes(),
+        [GitHubWrite::PullRequestClosed {
+            repo: "org/repo".into(),
+            number: 42
+        }]
     );
 }
 
@@ -745,4 +774,30 @@ async fn wait_for_sees_comments_written_over_http() {
     )
     .await;
     assert!(waiter.await.unwrap());
+}
+
+#[tokio::test]
+async fn listings_order_comments_by_creation_time() {
+    let h = Harness::default().await;
+    let now = Utc::now();
+    let newer = h.sim.add_comment("org/repo", 4, "b", "newer", now).unwrap();
+    let older = h
+        .sim
+        .add_comment(
+            "org/repo",
+            4,
+            "a",
+            "older",
+            now - chrono::Duration::minutes(5),
+        )
+        .unwrap();
+    let token = h.token(INSTALLATION).await;
+    let page: Vec<Value> = h
+        .get("/repos/org/repo/issues/4/comments", &token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<u64> = page.iter().map(|c| c["id"].as_u64().unwrap()).collect();
+    assert_eq!(ids, [older, newer]);
 }
