@@ -16,8 +16,10 @@
 //! - [`operator`]: the `BotFleet` custom resource and its controller.
 
 pub mod backend;
+pub mod config;
 pub mod github;
 pub mod operator;
 pub mod sandbox;
 pub mod secret;
 pub mod tls;
+pub mod webhook;

@@ -1,0 +1,519 @@
+//! HTTP client for the backend's internal API: signing, retries and deadlines.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use backon::{ExponentialBuilder, Retryable};
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use reqwest::StatusCode;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::signing::{RequestSigner, SignatureClock, SignedMessage};
+use super::types::{
+    ClaimRequest, ClaimResponse, ClaimedAction, ErrorBody, InstallationSyncEvent,
+    InstallationSyncResponse, Outcome, PullRequestEvent, PullRequestIngestResponse, ResultRequest,
+    ResultResponse,
+};
+use crate::secret::SecretString;
+
+/// Settings of a [`BackendClient`].
+#[derive(Debug, Clone)]
+pub struct BackendConfig {
+    /// `BACKEND_BASE_URL` without trailing slash.
+    pub base_url: String,
+    /// `BACKEND_BOT_KEY_ID`.
+    pub key_id: String,
+    /// `BACKEND_INTERNAL_HMAC_SECRET`.
+    pub hmac_secret: SecretString,
+    /// `BACKEND_SERVICE_TOKEN`, sent as a bearer token when set.
+    pub service_token: Option<SecretString>,
+    /// `user-agent` of every request.
+    pub user_agent: String,
+}
+
+/// How long one call may take and how often it is tried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallPolicy {
+    /// Timeout of one HTTP attempt.
+    pub attempt_timeout: Duration,
+    /// Total time for all attempts and the waits between them.
+    pub deadline: Duration,
+    /// Attempts at most (the first included).
+    pub max_attempts: usize,
+}
+
+impl CallPolicy {
+    /// Webhook forwarding: GitHub gives a delivery 10 s, so everything, retries included,
+    /// ends within 8 s and leaves time to answer.
+    pub const WEBHOOK: Self = Self {
+        attempt_timeout: Duration::from_secs(4),
+        deadline: Duration::from_secs(8),
+        max_attempts: 3,
+    };
+    /// Claims and result reports.
+    pub const OUTBOX: Self = Self {
+        attempt_timeout: Duration::from_secs(10),
+        deadline: Duration::from_secs(30),
+        max_attempts: 5,
+    };
+}
+
+/// A failed backend call. Messages name the endpoint and status, never a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// No HTTP answer: connection refused or reset, DNS, attempt timeout.
+    #[error("backend {endpoint} unreachable: {reason}")]
+    Transport {
+        endpoint: &'static str,
+        reason: String,
+    },
+    /// The backend answered with an error status.
+    #[error("backend {endpoint} answered {status} {code}: {message}")]
+    Status {
+        endpoint: &'static str,
+        status: u16,
+        /// The `error.code` of the body, or `HTTP_{status}` when the body had none.
+        code: String,
+        message: String,
+    },
+    /// A 2xx answer whose body does not match the contract.
+    #[error("backend {endpoint} answered with an unexpected body: {reason}")]
+    Decode {
+        endpoint: &'static str,
+        reason: String,
+    },
+    /// Retries did not succeed within [`CallPolicy::deadline`].
+    #[error("backend {endpoint} did not answer within {deadline:?}")]
+    DeadlineExceeded {
+        endpoint: &'static str,
+        deadline: Duration,
+    },
+}
+
+impl BackendError {
+    /// Connection errors and 408/425/429/5xx are worth another attempt; other answers
+    /// (400 validation, 403 auth, 409 conflict, 415, 422) will not change.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Transport { .. } => true,
+            Self::Status { status, .. } => matches!(*status, 408 | 425 | 429 | 500..=599),
+            Self::Decode { .. } | Self::DeadlineExceeded { .. } => false,
+        }
+    }
+
+    /// The HTTP status the backend answered, if it answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Metrics {
+    requests: IntCounterVec,
+    duration: HistogramVec,
+}
+
+impl Metrics {
+    fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "sitg_bot_backend_requests_total",
+                "HTTP attempts to the backend internal API, by endpoint and status class",
+            ),
+            &["endpoint", "status"],
+        )?;
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                "sitg_bot_backend_request_duration_seconds",
+                "Duration of one HTTP attempt to the backend internal API",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+            &["endpoint"],
+        )?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(duration.clone()))?;
+        Ok(Self { requests, duration })
+    }
+}
+
+struct Inner {
+    http: reqwest::Client,
+    base_url: String,
+    signer: RequestSigner,
+    clock: SignatureClock,
+    service_token: Option<SecretString>,
+    reachable: AtomicBool,
+    metrics: Metrics,
+}
+
+/// Client of `/internal/v2`, cheap to clone.
+///
+/// Every attempt is signed afresh and one message is never signed twice in the same
+/// second ([`SignatureClock`]), because the backend refuses a replayed signature.
+#[derive(Clone)]
+pub struct BackendClient {
+    inner: Arc<Inner>,
+}
+
+/// Errors building a [`BackendClient`].
+#[derive(Debug, thiserror::Error)]
+pub enum BackendSetupError {
+    #[error("could not build the HTTP client: {0}")]
+    Http(String),
+    #[error("could not register backend metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+impl BackendClient {
+    /// Builds the client and registers its metrics in `registry`.
+    pub fn new(config: BackendConfig, registry: &Registry) -> Result<Self, BackendSetupError> {
+        crate::tls::install_crypto_provider();
+        let http = reqwest::Client::builder()
+            .user_agent(config.user_agent)
+            .connect_timeout(Duration::from_secs(3))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| BackendSetupError::Http(e.to_string()))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                http,
+                base_url: config.base_url.trim_end_matches('/').to_owned(),
+                signer: RequestSigner::new(config.key_id, &config.hmac_secret),
+                clock: SignatureClock::default(),
+                service_token: config.service_token.filter(|t| !t.is_empty()),
+                reachable: AtomicBool::new(false),
+                metrics: Metrics::register(registry)?,
+            }),
+        })
+    }
+
+    /// Whether the last attempt got an HTTP answer (any status) from the backend.
+    pub fn is_reachable(&self) -> bool {
+        self.inner.reachable.load(Ordering::Relaxed)
+    }
+
+    /// Checks that the backend answers HTTP at all (`GET {base}/`, any status counts),
+    /// for readiness. Returns the new reachability.
+    pub async fn probe(&self) -> bool {
+        let ok = self
+            .inner
+            .http
+            .get(format!("{}/", self.inner.base_url))
+            .timeout(Duration::from_secs(3))
+            .send()
+            .await
+            .is_ok();
+        self.inner.reachable.store(ok, Ordering::Relaxed);
+        ok
+    }
+
+    /// Forwards a pull-request event (contract §1.2).
+    pub async fn forward_pull_request(
+        &self,
+        event: &PullRequestEvent,
+        policy: CallPolicy,
+    ) -> Result<PullRequestIngestResponse, BackendError> {
+        let message = SignedMessage::PullRequestEvent {
+            delivery_id: &event.delivery_id,
+        };
+        self.post(
+            "pull_request_event",
+            "/internal/v2/github/events/pull-request",
+            &message.to_string(),
+            event,
+            policy,
+        )
+        .await
+        .map(|(resp, _)| resp)
+        .map_err(|(e, _)| e)
+    }
+
+    /// Forwards an installation or installation_repositories event (contract §1.3).
+    pub async fn forward_installation_sync(
+        &self,
+        event: &InstallationSyncEvent,
+        policy: CallPolicy,
+    ) -> Result<InstallationSyncResponse, BackendError> {
+        let message = SignedMessage::InstallationSyncEvent {
+            delivery_id: &event.delivery_id,
+        };
+        self.post(
+            "installation_sync_event",
+            "/internal/v2/github/events/installation-sync",
+            &message.to_string(),
+            event,
+            policy,
+        )
+        .await
+        .map(|(resp, _)| resp)
+        .map_err(|(e, _)| e)
+    }
+
+    /// Claims up to `limit` pending actions for `worker_id` (contract §1.4).
+    pub async fn claim(
+        &self,
+        worker_id: &str,
+        limit: u32,
+        policy: CallPolicy,
+    ) -> Result<Vec<ClaimedAction>, BackendError> {
+        let body = ClaimRequest {
+            worker_id: worker_id.to_owned(),
+            limit,
+        };
+        let message = SignedMessage::Claim { worker_id };
+        let (resp, _): (ClaimResponse, _) = self
+            .post(
+                "claim",
+                "/internal/v2/bot-actions/claim",
+                &message.to_string(),
+                &body,
+                policy,
+            )
+            .await
+            .map_err(|(e, _)| e)?;
+        Ok(resp.actions)
+    }
+
+    /// Reports an action's result (contract §1.5).
+    ///
+    /// A 409 on a *repeated* attempt means the first attempt did land but its answer was
+    /// lost; that counts as reported and returns `Ok(None)`. A 409 on the first attempt
+    /// is an error: the action was not ours.
+    pub async fn report_result(
+        &self,
+        action_id: &str,
+        request: &ResultRequest,
+        policy: CallPolicy,
+    ) -> Result<Option<ResultResponse>, BackendError> {
+        let message = SignedMessage::Result {
+            action_id,
+            worker_id: &request.worker_id,
+            outcome: request.outcome.as_str(),
+        };
+        let path = format!("/internal/v2/bot-actions/{action_id}/result");
+        match self
+            .post::<_, ResultResponse>("result", &path, &message.to_string(), request, policy)
+            .await
+        {
+            Ok((resp, _)) => Ok(Some(resp)),
+            Err((BackendError::Status { status: 409, .. }, attempts)) if attempts > 1 => Ok(None),
+            Err((e, _)) => Err(e),
+        }
+    }
+
+    /// Convenience for callers that build a [`ResultRequest`] from parts.
+    pub fn result_request(
+        worker_id: &str,
+        outcome: Outcome,
+        failure_code: Option<&str>,
+        failure_message: Option<&str>,
+    ) -> ResultRequest {
+        ResultRequest {
+            worker_id: worker_id.to_owned(),
+            outcome,
+            failure_code: failure_code.map(str::to_owned),
+            failure_message: failure_message.map(str::to_owned),
+        }
+    }
+
+    /// POSTs `body` to `path`, retrying per `policy`. On error also returns how many
+    /// attempts were made.
+    async fn post<Req: Serialize + ?Sized, Resp: DeserializeOwned>(
+        &self,
+        endpoint: &'static str,
+        path: &str,
+        message: &str,
+        body: &Req,
+        policy: CallPolicy,
+    ) -> Result<(Resp, usize), (BackendError, usize)> {
+        let bytes = bytes::Bytes::from(serde_json::to_vec(body).map_err(|e| {
+            (
+                BackendError::Decode {
+                    endpoint,
+                    reason: format!("request body did not serialise: {e}"),
+                },
+                0,
+            )
+        })?);
+        let url = format!("{}{path}", self.inner.base_url);
+        let attempts = AtomicUsize::new(0);
+        let attempt = || async {
+            attempts.fetch_add(1, Ordering::Relaxed);
+            self.attempt::<Resp>(
+                endpoint,
+                &url,
+                message,
+                bytes.clone(),
+                policy.attempt_timeout,
+            )
+            .await
+        };
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(250))
+            .with_max_delay(Duration::from_secs(4))
+            .with_jitter()
+            .with_max_times(policy.max_attempts.saturating_sub(1));
+        let retried = attempt
+            .retry(backoff)
+            .when(BackendError::is_retryable)
+            .notify(|err, delay| {
+                tracing::warn!(
+                    event = "backend_retry",
+                    endpoint,
+                    error = %err,
+                    retry_in_ms = delay.as_millis() as u64,
+                );
+            });
+        let outcome = tokio::time::timeout(policy.deadline, retried).await;
+        let made = attempts.load(Ordering::Relaxed);
+        match outcome {
+            Ok(Ok(resp)) => Ok((resp, made)),
+            Ok(Err(e)) => Err((e, made)),
+            Err(_) => Err((
+                BackendError::DeadlineExceeded {
+                    endpoint,
+                    deadline: policy.deadline,
+                },
+                made,
+            )),
+        }
+    }
+
+    async fn attempt<Resp: DeserializeOwned>(
+        &self,
+        endpoint: &'static str,
+        url: &str,
+        message: &str,
+        body: bytes::Bytes,
+        timeout: Duration,
+    ) -> Result<Resp, BackendError> {
+        let inner = &self.inner;
+        // A fresh signature for every attempt: the backend refuses a replayed one.
+        let timestamp = inner.clock.reserve(message).await;
+        let auth = inner.signer.headers(timestamp, message);
+        let mut request = inner
+            .http
+            .post(url)
+            .timeout(timeout)
+            .header("content-type", "application/json")
+            .header("x-sitg-key-id", auth.key_id)
+            .header("x-sitg-timestamp", auth.timestamp)
+            .header("x-sitg-signature", auth.signature)
+            .body(body);
+        if let Some(token) = &inner.service_token {
+            request = request.bearer_auth(token.expose());
+        }
+        let started = Instant::now();
+        let result = request.send().await;
+        inner
+            .metrics
+            .duration
+            .with_label_values(&[endpoint])
+            .observe(started.elapsed().as_secs_f64());
+        let response = match result {
+            Ok(r) => r,
+            Err(e) => {
+                inner.reachable.store(false, Ordering::Relaxed);
+                inner
+                    .metrics
+                    .requests
+                    .with_label_values(&[endpoint, "error"])
+                    .inc();
+                return Err(BackendError::Transport {
+                    endpoint,
+                    // reqwest's message names the URL, which carries no secret here.
+                    reason: error_chain(&e),
+                });
+            }
+        };
+        inner.reachable.store(true, Ordering::Relaxed);
+        let status = response.status();
+        inner
+            .metrics
+            .requests
+            .with_label_values(&[endpoint, status_class(status)])
+            .inc();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| BackendError::Transport {
+                endpoint,
+                reason: error_chain(&e),
+            })?;
+        if status.is_success() {
+            return serde_json::from_slice(&bytes).map_err(|e| BackendError::Decode {
+                endpoint,
+                reason: e.to_string(),
+            });
+        }
+        let (code, message) = match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(body) => (body.error.code, body.error.message),
+            Err(_) => (
+                format!("HTTP_{}", status.as_u16()),
+                String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned(),
+            ),
+        };
+        Err(BackendError::Status {
+            endpoint,
+            status: status.as_u16(),
+            code,
+            message,
+        })
+    }
+}
+
+fn status_class(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        200..=299 => "2xx",
+        400..=499 => "4xx",
+        500..=599 => "5xx",
+        _ => "other",
+    }
+}
+
+/// The error and its causes on one line (reqwest hides the useful part in `source`).
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retryable_statuses_follow_the_issue() {
+        let status = |s| BackendError::Status {
+            endpoint: "claim",
+            status: s,
+            code: String::new(),
+            message: String::new(),
+        };
+        for s in [408, 425, 429, 500, 502, 503, 504] {
+            assert!(status(s).is_retryable(), "{s}");
+        }
+        for s in [400, 401, 403, 404, 409, 415, 422] {
+            assert!(!status(s).is_retryable(), "{s}");
+        }
+        assert!(
+            BackendError::Transport {
+                endpoint: "claim",
+                reason: "refused".into()
+            }
+            .is_retryable()
+        );
+    }
+}

@@ -1,0 +1,516 @@
+//! Worker configuration from the environment (deployment guide, section 2).
+//!
+//! Every variable is read through one lookup function so tests can feed a map instead of
+//! the process environment. A missing or invalid value becomes a [`ConfigError`] that
+//! names the variable and says what is wrong; the value of a secret is never echoed.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use url::Url;
+
+use crate::secret::SecretString;
+
+/// Default `GITHUB_API_BASE_URL`.
+pub const DEFAULT_GITHUB_API_BASE_URL: &str = "https://api.github.com";
+/// Default `OUTBOX_POLL_INTERVAL_MS`.
+pub const DEFAULT_POLL_INTERVAL_MS: u64 = 5_000;
+/// Smallest accepted `OUTBOX_POLL_INTERVAL_MS`: the backend refuses two claims by one
+/// worker in the same second, so polling faster only produces replays.
+pub const MIN_POLL_INTERVAL_MS: u64 = 500;
+/// Largest accepted `OUTBOX_POLL_INTERVAL_MS` (one hour).
+pub const MAX_POLL_INTERVAL_MS: u64 = 3_600_000;
+/// Default `OUTBOX_CLAIM_LIMIT`.
+pub const DEFAULT_CLAIM_LIMIT: u32 = 25;
+/// The backend clamps claim limits to this range (contract §1.4).
+pub const CLAIM_LIMIT_RANGE: std::ops::RangeInclusive<u32> = 1..=100;
+
+/// A configuration problem, naming the variable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// A required variable is unset or empty.
+    #[error("{var} is required but not set")]
+    Missing { var: &'static str },
+    /// A variable is set to something unusable; `reason` never contains a secret.
+    #[error("{var} {reason}")]
+    Invalid { var: &'static str, reason: String },
+}
+
+impl ConfigError {
+    fn invalid(var: &'static str, reason: impl Into<String>) -> Self {
+        Self::Invalid {
+            var,
+            reason: reason.into(),
+        }
+    }
+
+    /// The environment variable the error is about.
+    pub fn variable(&self) -> &'static str {
+        match self {
+            Self::Missing { var } | Self::Invalid { var, .. } => var,
+        }
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line (default; what log pipelines ingest).
+    Json,
+    /// Human-readable lines for a terminal.
+    Text,
+}
+
+/// The typed configuration of one worker replica.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// `BIND_ADDRESS` (default `0.0.0.0`): address the HTTP listeners bind.
+    pub bind_address: IpAddr,
+    /// `PORT`: webhook, health and metrics listener.
+    pub port: u16,
+    /// `METRICS_PORT` (optional): a second listener serving only `/metrics`, `/healthz`
+    /// and `/readyz`, so a Service can expose metrics on their own port.
+    pub metrics_port: Option<u16>,
+    /// `GITHUB_WEBHOOK_SECRET`.
+    pub webhook_secret: SecretString,
+    /// `GITHUB_WEBHOOK_SECRET_PREVIOUS` (optional): still accepted while a rotation is
+    /// under way, so deliveries signed with the old secret are not lost.
+    pub webhook_secret_previous: Option<SecretString>,
+    /// `GITHUB_APP_ID`.
+    pub github_app_id: u64,
+    /// `GITHUB_APP_PRIVATE_KEY`, with `\n` escapes already turned into newlines.
+    pub github_app_private_key: SecretString,
+    /// `GITHUB_API_BASE_URL` (default `https://api.github.com`).
+    pub github_api_base_url: Url,
+    /// `BACKEND_BASE_URL`, trailing slashes stripped (contract §1).
+    pub backend_base_url: String,
+    /// `BACKEND_BOT_KEY_ID`.
+    pub backend_bot_key_id: String,
+    /// `BACKEND_INTERNAL_HMAC_SECRET`.
+    pub backend_internal_hmac_secret: SecretString,
+    /// `BACKEND_SERVICE_TOKEN` (optional; an empty value counts as unset).
+    pub backend_service_token: Option<SecretString>,
+    /// `WORKER_ID` (default: host name plus a random suffix, unique per process).
+    pub worker_id: String,
+    /// `OUTBOX_POLLING_ENABLED` (default `true`).
+    pub outbox_polling_enabled: bool,
+    /// `OUTBOX_POLL_INTERVAL_MS` (default 5000, at least 500).
+    pub outbox_poll_interval: Duration,
+    /// `OUTBOX_CLAIM_LIMIT` (default 25, 1..100).
+    pub outbox_claim_limit: u32,
+    /// `OUTBOX_CONCURRENCY` (default 16, 1..256): actions executed at once.
+    pub outbox_concurrency: usize,
+    /// `SHUTDOWN_TIMEOUT_SECONDS` (default 20, 1..300): how long a SIGTERM may take to
+    /// finish in-flight work; kept under Kubernetes' default 30 s grace period.
+    pub shutdown_timeout: Duration,
+    /// `LOG_FORMAT` (`json` default, or `text`).
+    pub log_format: LogFormat,
+}
+
+impl WorkerConfig {
+    /// Reads the configuration from the process environment.
+    ///
+    /// Returns the first problem found, as a [`ConfigError`] naming the variable.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the configuration through `lookup` (variable name → value).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env { lookup: &lookup };
+        let port = env
+            .port("PORT")?
+            .ok_or(ConfigError::Missing { var: "PORT" })?;
+        let metrics_port = env.port("METRICS_PORT")?;
+        let webhook_secret = env.required_secret("GITHUB_WEBHOOK_SECRET")?;
+        let webhook_secret_previous = env.optional_secret("GITHUB_WEBHOOK_SECRET_PREVIOUS");
+        let github_app_id = env.positive_u64("GITHUB_APP_ID")?;
+        let github_app_private_key = SecretString::new(unescape_pem(
+            env.required_secret("GITHUB_APP_PRIVATE_KEY")?.expose(),
+        ));
+        if !github_app_private_key.expose().contains("-----BEGIN") {
+            return Err(ConfigError::invalid(
+                "GITHUB_APP_PRIVATE_KEY",
+                "must be a PEM private key (-----BEGIN ... PRIVATE KEY-----)",
+            ));
+        }
+        let github_api_base_url = env.url("GITHUB_API_BASE_URL", DEFAULT_GITHUB_API_BASE_URL)?;
+        let backend_base_url = env
+            .required("BACKEND_BASE_URL")
+            .and_then(|raw| parse_http_url("BACKEND_BASE_URL", &raw))?
+            .as_str()
+            .trim_end_matches('/')
+            .to_owned();
+        let backend_bot_key_id = env.required("BACKEND_BOT_KEY_ID")?;
+        let backend_internal_hmac_secret = env.required_secret("BACKEND_INTERNAL_HMAC_SECRET")?;
+        let backend_service_token = env.optional_secret("BACKEND_SERVICE_TOKEN");
+        let worker_id = match env.get("WORKER_ID") {
+            Some(id) => validate_worker_id(&id)?,
+            None => default_worker_id(),
+        };
+        let outbox_polling_enabled = env.boolean("OUTBOX_POLLING_ENABLED", true)?;
+        let poll_ms = env.ranged_u64(
+            "OUTBOX_POLL_INTERVAL_MS",
+            DEFAULT_POLL_INTERVAL_MS,
+            MIN_POLL_INTERVAL_MS..=MAX_POLL_INTERVAL_MS,
+        )?;
+        let claim_limit = env.ranged_u64(
+            "OUTBOX_CLAIM_LIMIT",
+            u64::from(DEFAULT_CLAIM_LIMIT),
+            u64::from(*CLAIM_LIMIT_RANGE.start())..=u64::from(*CLAIM_LIMIT_RANGE.end()),
+        )?;
+        let concurrency = env.ranged_u64("OUTBOX_CONCURRENCY", 16, 1..=256)?;
+        let shutdown_secs = env.ranged_u64("SHUTDOWN_TIMEOUT_SECONDS", 20, 1..=300)?;
+        let log_format = match env.get("LOG_FORMAT").as_deref() {
+            None | Some("json") => LogFormat::Json,
+            Some("text") => LogFormat::Text,
+            Some(other) => {
+                return Err(ConfigError::invalid(
+                    "LOG_FORMAT",
+                    format!("must be \"json\" or \"text\", got {other:?}"),
+                ));
+            }
+        };
+        let bind_address = match env.get("BIND_ADDRESS") {
+            None => IpAddr::from([0, 0, 0, 0]),
+            Some(raw) => raw.parse().map_err(|_| {
+                ConfigError::invalid(
+                    "BIND_ADDRESS",
+                    format!("must be an IP address, got {raw:?}"),
+                )
+            })?,
+        };
+
+        Ok(Self {
+            bind_address,
+            port,
+            metrics_port,
+            webhook_secret,
+            webhook_secret_previous,
+            github_app_id,
+            github_app_private_key,
+            github_api_base_url,
+            backend_base_url,
+            backend_bot_key_id,
+            backend_internal_hmac_secret,
+            backend_service_token,
+            worker_id,
+            outbox_polling_enabled,
+            outbox_poll_interval: Duration::from_millis(poll_ms),
+            // In range 1..=100 by construction, so the conversion cannot fail.
+            outbox_claim_limit: u32::try_from(claim_limit).unwrap_or(DEFAULT_CLAIM_LIMIT),
+            outbox_concurrency: usize::try_from(concurrency).unwrap_or(16),
+            shutdown_timeout: Duration::from_secs(shutdown_secs),
+            log_format,
+        })
+    }
+}
+
+/// Variable lookup with the parsing rules shared by all variables: surrounding white
+/// space is ignored and an empty value counts as unset.
+struct Env<'a> {
+    lookup: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Env<'_> {
+    fn get(&self, var: &str) -> Option<String> {
+        (self.lookup)(var)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn required(&self, var: &'static str) -> Result<String, ConfigError> {
+        self.get(var).ok_or(ConfigError::Missing { var })
+    }
+
+    fn required_secret(&self, var: &'static str) -> Result<SecretString, ConfigError> {
+        self.required(var).map(SecretString::new)
+    }
+
+    fn optional_secret(&self, var: &'static str) -> Option<SecretString> {
+        self.get(var).map(SecretString::new)
+    }
+
+    fn port(&self, var: &'static str) -> Result<Option<u16>, ConfigError> {
+        let Some(raw) = self.get(var) else {
+            return Ok(None);
+        };
+        match raw.parse::<u16>() {
+            Ok(port) if port > 0 => Ok(Some(port)),
+            _ => Err(ConfigError::invalid(
+                var,
+                format!("must be a port number 1..65535, got {raw:?}"),
+            )),
+        }
+    }
+
+    fn positive_u64(&self, var: &'static str) -> Result<u64, ConfigError> {
+        let raw = self.required(var)?;
+        match raw.parse::<u64>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(ConfigError::invalid(
+                var,
+                format!("must be a positive integer, got {raw:?}"),
+            )),
+        }
+    }
+
+    fn ranged_u64(
+        &self,
+        var: &'static str,
+        default: u64,
+        range: std::ops::RangeInclusive<u64>,
+    ) -> Result<u64, ConfigError> {
+        let Some(raw) = self.get(var) else {
+            return Ok(default);
+        };
+        match raw.parse::<u64>() {
+            Ok(n) if range.contains(&n) => Ok(n),
+            _ => Err(ConfigError::invalid(
+                var,
+                format!("must be {}..{}, got {raw:?}", range.start(), range.end()),
+            )),
+        }
+    }
+
+    fn boolean(&self, var: &'static str, default: bool) -> Result<bool, ConfigError> {
+        let Some(raw) = self.get(var) else {
+            return Ok(default);
+        };
+        match raw.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(true),
+            "false" | "0" | "no" | "off" => Ok(false),
+            _ => Err(ConfigError::invalid(
+                var,
+                format!("must be true or false, got {raw:?}"),
+            )),
+        }
+    }
+
+    fn url(&self, var: &'static str, default: &str) -> Result<Url, ConfigError> {
+        parse_http_url(var, &self.get(var).unwrap_or_else(|| default.to_owned()))
+    }
+}
+
+fn parse_http_url(var: &'static str, raw: &str) -> Result<Url, ConfigError> {
+    let url = Url::parse(raw).map_err(|e| {
+        ConfigError::invalid(var, format!("must be an http(s) URL, got {raw:?} ({e})"))
+    })?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(ConfigError::invalid(
+            var,
+            format!("must be an http(s) URL with a host, got {raw:?}"),
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(ConfigError::invalid(
+            var,
+            format!("must not carry a query or fragment, got {raw:?}"),
+        ));
+    }
+    Ok(url)
+}
+
+/// Turns the literal two-character `\n` escapes that env files use for multi-line PEM
+/// into newlines; a PEM that already has real newlines is returned unchanged.
+pub fn unescape_pem(raw: &str) -> String {
+    let trimmed = raw.trim().trim_matches('"');
+    if trimmed.contains('\n') {
+        trimmed.to_owned()
+    } else {
+        trimmed.replace("\\n", "\n")
+    }
+}
+
+/// `WORKER_ID` appears inside signed messages separated by `:` (contract §1.1), so it
+/// must not contain `:` or white space; 1..=128 characters.
+fn validate_worker_id(id: &str) -> Result<String, ConfigError> {
+    let ok_chars = id
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if id.len() > 128 || !ok_chars {
+        return Err(ConfigError::invalid(
+            "WORKER_ID",
+            format!("must be 1..128 characters of A-Z a-z 0-9 . _ -, got {id:?}"),
+        ));
+    }
+    Ok(id.to_owned())
+}
+
+/// Host name plus eight random hex digits: unique per process even when two replicas
+/// share a host, which the backend requires (two claims by one id in the same second
+/// collide).
+fn default_worker_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| {
+            h.trim()
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+                .take(100)
+                .collect::<String>()
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "sitg-bot".to_owned());
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}-{}", &suffix[..8])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    const PEM: &str = "-----BEGIN RSA PRIVATE KEY-----\\nMIIB\\n-----END RSA PRIVATE KEY-----\\n";
+
+    fn base() -> HashMap<&'static str, String> {
+        HashMap::from([
+            ("PORT", "3101".to_owned()),
+            ("GITHUB_WEBHOOK_SECRET", "whsec".to_owned()),
+            ("GITHUB_APP_ID", "12345".to_owned()),
+            ("GITHUB_APP_PRIVATE_KEY", PEM.to_owned()),
+            ("BACKEND_BASE_URL", "https://sitg.example/".to_owned()),
+            ("BACKEND_BOT_KEY_ID", "bck_live_1".to_owned()),
+            (
+                "BACKEND_INTERNAL_HMAC_SECRET",
+                "hmac-secret-value".to_owned(),
+            ),
+        ])
+    }
+
+    fn load(env: &HashMap<&'static str, String>) -> Result<WorkerConfig, ConfigError> {
+        WorkerConfig::from_lookup(|k| env.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_follow_the_guide() {
+        let c = load(&base()).unwrap();
+        assert_eq!(c.port, 3101);
+        assert_eq!(c.github_api_base_url.as_str(), "https://api.github.com/");
+        assert_eq!(c.backend_base_url, "https://sitg.example");
+        assert!(c.outbox_polling_enabled);
+        assert_eq!(c.outbox_poll_interval, Duration::from_millis(5000));
+        assert_eq!(c.outbox_claim_limit, 25);
+        assert!(c.backend_service_token.is_none());
+        assert!(c.webhook_secret_previous.is_none());
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert!(
+            c.github_app_private_key
+                .expose()
+                .contains("KEY-----\nMIIB\n")
+        );
+    }
+
+    #[test]
+    fn every_required_variable_is_named_when_missing() {
+        for var in [
+            "PORT",
+            "GITHUB_WEBHOOK_SECRET",
+            "GITHUB_APP_ID",
+            "GITHUB_APP_PRIVATE_KEY",
+            "BACKEND_BASE_URL",
+            "BACKEND_BOT_KEY_ID",
+            "BACKEND_INTERNAL_HMAC_SECRET",
+        ] {
+            let mut env = base();
+            env.remove(var);
+            let err = load(&env).unwrap_err();
+            assert_eq!(err, ConfigError::Missing { var });
+            assert_eq!(err.to_string(), format!("{var} is required but not set"));
+            // Present but blank counts as missing too.
+            env.insert(var, "   ".to_owned());
+            assert_eq!(load(&env).unwrap_err(), ConfigError::Missing { var });
+        }
+    }
+
+    #[test]
+    fn claim_limit_message_names_range_and_value() {
+        let mut env = base();
+        env.insert("OUTBOX_CLAIM_LIMIT", "0".to_owned());
+        assert_eq!(
+            load(&env).unwrap_err().to_string(),
+            "OUTBOX_CLAIM_LIMIT must be 1..100, got \"0\""
+        );
+        env.insert("OUTBOX_CLAIM_LIMIT", "100".to_owned());
+        assert_eq!(load(&env).unwrap().outbox_claim_limit, 100);
+    }
+
+    #[test]
+    fn invalid_values_are_refused_with_the_variable_named() {
+        let cases = [
+            ("PORT", "0"),
+            ("PORT", "http"),
+            ("METRICS_PORT", "70000"),
+            ("GITHUB_APP_ID", "-3"),
+            ("GITHUB_APP_PRIVATE_KEY", "not a pem"),
+            ("GITHUB_API_BASE_URL", "ftp://x"),
+            ("BACKEND_BASE_URL", "sitg.io"),
+            ("BACKEND_BASE_URL", "https://sitg.io/?a=b"),
+            ("WORKER_ID", "a:b"),
+            ("WORKER_ID", "has space"),
+            ("OUTBOX_POLLING_ENABLED", "maybe"),
+            ("OUTBOX_POLL_INTERVAL_MS", "499"),
+            ("OUTBOX_CLAIM_LIMIT", "101"),
+            ("OUTBOX_CONCURRENCY", "0"),
+            ("SHUTDOWN_TIMEOUT_SECONDS", "x"),
+            ("LOG_FORMAT", "xml"),
+            ("BIND_ADDRESS", "localhost"),
+        ];
+        for (var, value) in cases {
+            let mut env = base();
+            env.insert(var, value.to_owned());
+            let err = load(&env).unwrap_err();
+            assert_eq!(err.variable(), var, "{var}={value}: {err}");
+            assert!(err.to_string().starts_with(var), "{err}");
+        }
+    }
+
+    #[test]
+    fn secrets_never_appear_in_errors_or_debug() {
+        let mut env = base();
+        env.insert("GITHUB_APP_PRIVATE_KEY", "topsecretkeymaterial".to_owned());
+        let err = load(&env).unwrap_err();
+        assert!(!err.to_string().contains("topsecretkeymaterial"));
+        let c = load(&base()).unwrap();
+        let debug = format!("{c:?}");
+        for secret in ["whsec", "hmac-secret-value", "MIIB"] {
+            assert!(!debug.contains(secret), "{secret} leaked into {debug}");
+        }
+    }
+
+    #[test]
+    fn optional_values_parse() {
+        let mut env = base();
+        env.insert("GITHUB_WEBHOOK_SECRET_PREVIOUS", "old".to_owned());
+        env.insert("BACKEND_SERVICE_TOKEN", "".to_owned());
+        env.insert("WORKER_ID", "bot-worker-prod-1".to_owned());
+        env.insert("OUTBOX_POLLING_ENABLED", "false".to_owned());
+        env.insert("OUTBOX_POLL_INTERVAL_MS", "500".to_owned());
+        env.insert("METRICS_PORT", "9090".to_owned());
+        let c = load(&env).unwrap();
+        assert_eq!(c.webhook_secret_previous.unwrap().expose(), "old");
+        assert!(c.backend_service_token.is_none());
+        assert_eq!(c.worker_id, "bot-worker-prod-1");
+        assert!(!c.outbox_polling_enabled);
+        assert_eq!(c.outbox_poll_interval, Duration::from_millis(500));
+        assert_eq!(c.metrics_port, Some(9090));
+    }
+
+    #[test]
+    fn default_worker_ids_are_unique_per_process_start() {
+        let a = load(&base()).unwrap().worker_id;
+        let b = load(&base()).unwrap().worker_id;
+        assert_ne!(a, b);
+        assert!(validate_worker_id(&a).is_ok());
+    }
+
+    #[test]
+    fn pem_with_real_newlines_is_kept() {
+        let real = "-----BEGIN PRIVATE KEY-----\nAAA\n-----END PRIVATE KEY-----\n";
+        assert_eq!(unescape_pem(real), real.trim());
+        assert_eq!(
+            unescape_pem("\"-----BEGIN X-----\\nAAA\\n-----END X-----\\n\""),
+            "-----BEGIN X-----\nAAA\n-----END X-----\n"
+        );
+    }
+}

@@ -1,0 +1,111 @@
+//! Following GitHub's paginated lists through the RFC 8288 `Link` header.
+
+use http::HeaderMap;
+use http::header::LINK;
+use url::Url;
+
+/// Why a `Link` header could not be followed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum PaginationError {
+    #[error("malformed Link header")]
+    Malformed,
+    #[error("Link rel=\"next\" is not a valid URL")]
+    InvalidUrl,
+    /// The installation token must never be sent to another host than the API's.
+    #[error("Link rel=\"next\" points outside the GitHub API origin")]
+    ForeignOrigin,
+}
+
+/// The `rel="next"` URL of a paginated response, or `None` on the last page.
+///
+/// The URL must share `api_base`'s origin (scheme, host, port), since the caller will
+/// send its bearer token there.
+pub(crate) fn next_page_url(
+    headers: &HeaderMap,
+    api_base: &Url,
+) -> Result<Option<Url>, PaginationError> {
+    let values: Vec<&str> = headers
+        .get_all(LINK)
+        .iter()
+        .map(|v| v.to_str().map_err(|_| PaginationError::Malformed))
+        .collect::<Result<_, _>>()?;
+    if values.is_empty() {
+        return Ok(None);
+    }
+    let links =
+        parse_link_header::parse(&values.join(", ")).map_err(|_| PaginationError::Malformed)?;
+    let Some(next) = links.get(&Some("next".to_owned())) else {
+        return Ok(None);
+    };
+    let url = Url::parse(&next.raw_uri).map_err(|_| PaginationError::InvalidUrl)?;
+    if url.origin() != api_base.origin() {
+        return Err(PaginationError::ForeignOrigin);
+    }
+    Ok(Some(url))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_link(value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(LINK, value.parse().unwrap());
+        h
+    }
+
+    fn base() -> Url {
+        Url::parse("https://api.github.com").unwrap()
+    }
+
+    #[test]
+    fn finds_next_among_githubs_relations() {
+        let h = with_link(
+            "<https://api.github.com/repositories/1/issues/2/comments?per_page=100&page=2>; rel=\"next\", \
+             <https://api.github.com/repositories/1/issues/2/comments?per_page=100&page=3>; rel=\"last\"",
+        );
+        let next = next_page_url(&h, &base()).unwrap().unwrap();
+        assert_eq!(
+            next.as_str(),
+            "https://api.github.com/repositories/1/issues/2/comments?per_page=100&page=2"
+        );
+    }
+
+    #[test]
+    fn last_page_has_no_next() {
+        let h = with_link(
+            "<https://api.github.com/x?page=1>; rel=\"prev\", <https://api.github.com/x?page=1>; rel=\"first\"",
+        );
+        assert_eq!(next_page_url(&h, &base()).unwrap(), None);
+        assert_eq!(next_page_url(&HeaderMap::new(), &base()).unwrap(), None);
+    }
+
+    #[test]
+    fn next_on_another_host_is_refused() {
+        let h = with_link("<https://evil.example/x?page=2>; rel=\"next\"");
+        assert_eq!(
+            next_page_url(&h, &base()),
+            Err(PaginationError::ForeignOrigin)
+        );
+        let h = with_link("<http://api.github.com/x?page=2>; rel=\"next\"");
+        assert_eq!(
+            next_page_url(&h, &base()),
+            Err(PaginationError::ForeignOrigin)
+        );
+    }
+
+    #[test]
+    fn same_origin_with_a_path_prefix_is_followed() {
+        let ghes = Url::parse("http://127.0.0.1:8080/api/v3/").unwrap();
+        let h = with_link(
+            "<http://127.0.0.1:8080/api/v3/installation/repositories?page=2>; rel=\"next\"",
+        );
+        assert!(next_page_url(&h, &ghes).unwrap().is_some());
+    }
+
+    #[test]
+    fn garbage_is_malformed() {
+        let h = with_link("<https://api.github.com/x?page=2>; rel");
+        assert_eq!(next_page_url(&h, &base()), Err(PaginationError::Malformed));
+    }
+}
