@@ -17,13 +17,14 @@
 
 pub mod backend;
 pub mod config;
+pub mod dev;
 pub mod github;
 pub mod metrics;
 pub mod operator;
 pub mod outbox;
 pub mod sandbox;
-pub mod telemetry;
 pub mod secret;
+pub mod telemetry;
 pub mod tls;
 pub mod webhook;
 pub mod worker;

@@ -1,6 +1,15 @@
 //! The `sitg-bot` command line: one binary for every role of the fleet.
 
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use anyhow::Context;
 use clap::{Parser, Subcommand};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use sitg_bot::config::WorkerConfig;
+use sitg_bot::worker::{self, Listeners};
 
 /// SITG GitHub App bot fleet.
 #[derive(Debug, Parser)]
@@ -11,9 +20,78 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {}
+enum Command {
+    /// Run one worker replica, configured from the environment (see the README).
+    Worker,
+    /// Run two workers against local simulators of GitHub and the SITG backend, push
+    /// GitHub's example payloads through them and print what happened.
+    Dev(sitg_bot::dev::DevArgs),
+}
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {}
+    let result = match cli.command {
+        Command::Worker => run_worker(),
+        Command::Dev(args) => runtime().and_then(|rt| rt.block_on(sitg_bot::dev::run(args))),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("sitg-bot: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("could not start the async runtime")
+}
+
+fn run_worker() -> anyhow::Result<()> {
+    // Configuration errors are reported before anything else starts: one line naming
+    // the variable, exit code 2.
+    let config = WorkerConfig::from_env()?;
+    let _log_guard = sitg_bot::telemetry::init(config.log_format, "info");
+    let rt = runtime()?;
+    rt.block_on(async move {
+        let state = worker::build_state(&config)?;
+        let main = bind(config.bind_address, config.port, "PORT").await?;
+        let metrics = match config.metrics_port {
+            Some(port) if port != config.port => {
+                Some(bind(config.bind_address, port, "METRICS_PORT").await?)
+            }
+            _ => None,
+        };
+        let shutdown = CancellationToken::new();
+        tokio::spawn(forward_signals(shutdown.clone()));
+        worker::run(config, state, Listeners { main, metrics }, shutdown).await?;
+        Ok(())
+    })
+}
+
+async fn bind(ip: std::net::IpAddr, port: u16, var: &str) -> anyhow::Result<TcpListener> {
+    let addr = SocketAddr::new(ip, port);
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("{var}: cannot listen on {addr}"))
+}
+
+/// SIGTERM (Kubernetes, systemd) or SIGINT (Ctrl-C) starts a graceful shutdown.
+async fn forward_signals(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!(event = "signal_handler_failed");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!(event = "signal", signal = "SIGTERM"),
+        _ = int.recv() => tracing::info!(event = "signal", signal = "SIGINT"),
+    }
+    shutdown.cancel();
 }

@@ -9,15 +9,16 @@ use crate::config::LogFormat;
 /// Installs the global subscriber. Keep the returned guard alive for the life of the
 /// process: dropping it flushes buffered lines.
 ///
-/// The level comes from `RUST_LOG` (default `info`). Lines carry a timestamp, the
+/// The level comes from `RUST_LOG`, else `default_level` (`info` for workers). Lines carry a timestamp, the
 /// level, an `event` name and structured context; secrets never enter them because the
 /// types holding secrets print `[redacted]`.
-pub fn init(format: LogFormat) -> WorkerGuard {
+pub fn init(format: LogFormat, default_level: &str) -> WorkerGuard {
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         // Under a log flood, lose lines rather than stall webhook handling.
         .lossy(true)
         .finish(std::io::stdout());
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)

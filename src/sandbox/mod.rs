@@ -16,8 +16,10 @@
 
 pub mod backend;
 mod changes;
+pub mod examples;
 pub mod github;
 pub mod keys;
+pub mod peers;
 mod serve;
 
 pub use serve::{Served, serve};

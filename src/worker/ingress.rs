@@ -18,7 +18,9 @@ use super::state::AppState;
 use crate::backend::types::{InstallationSyncEvent, PullRequestEvent, RepositoryRef};
 use crate::backend::{BackendError, CallPolicy};
 use crate::github::{GitHubError, RepoFullName};
-use crate::webhook::{Delivery, MatchedSecret, Normalized, SignatureError, normalize, validate_delivery_id};
+use crate::webhook::{
+    Delivery, MatchedSecret, Normalized, SignatureError, normalize, validate_delivery_id,
+};
 
 /// GitHub caps payloads at 25 MB (contract §3).
 pub const MAX_BODY_BYTES: usize = 25 * 1024 * 1024;
@@ -31,17 +33,24 @@ fn answer(status: StatusCode, body: serde_json::Value) -> Response {
 }
 
 fn error_answer(status: StatusCode, error: &str, message: impl std::fmt::Display) -> Response {
-    answer(status, json!({"status": "error", "error": error, "message": message.to_string()}))
+    answer(
+        status,
+        json!({"status": "error", "error": error, "message": message.to_string()}),
+    )
 }
 
 /// The webhook handler.
 pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     let started = Instant::now();
-    let response = match tokio::time::timeout(DELIVERY_BUDGET, handle(&state, &headers, body)).await {
+    let response = match tokio::time::timeout(DELIVERY_BUDGET, handle(&state, &headers, body)).await
+    {
         Ok(response) => response,
         Err(_) => {
             state.metrics.errors.inc();
-            tracing::error!(event = "webhook_timeout", budget_ms = DELIVERY_BUDGET.as_millis() as u64);
+            tracing::error!(
+                event = "webhook_timeout",
+                budget_ms = DELIVERY_BUDGET.as_millis() as u64
+            );
             error_answer(
                 StatusCode::GATEWAY_TIMEOUT,
                 "timeout",
@@ -65,7 +74,11 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Response {
     let declared = header_str(headers, "content-length").and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
         m.webhook_rejected.with_label_values(&["too_large"]).inc();
-        return error_answer(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "body exceeds 25 MB");
+        return error_answer(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "body exceeds 25 MB",
+        );
     }
     // Limited read: a chunked body over the cap is cut off, never buffered whole.
     let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
@@ -75,7 +88,11 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Response {
                 .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
             if too_large {
                 m.webhook_rejected.with_label_values(&["too_large"]).inc();
-                return error_answer(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "body exceeds 25 MB");
+                return error_answer(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    "body exceeds 25 MB",
+                );
             }
             m.webhook_rejected.with_label_values(&["unreadable"]).inc();
             return error_answer(StatusCode::BAD_REQUEST, "unreadable_body", err);
@@ -104,13 +121,21 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Response {
     m.webhook_events.inc();
 
     let Some(event) = header_str(headers, "x-github-event").filter(|e| !e.is_empty()) else {
-        m.webhook_rejected.with_label_values(&["missing_event"]).inc();
-        return error_answer(StatusCode::BAD_REQUEST, "invalid_payload", "X-GitHub-Event: header is missing");
+        m.webhook_rejected
+            .with_label_values(&["missing_event"])
+            .inc();
+        return error_answer(
+            StatusCode::BAD_REQUEST,
+            "invalid_payload",
+            "X-GitHub-Event: header is missing",
+        );
     };
     let delivery_id = match validate_delivery_id(header_str(headers, "x-github-delivery")) {
         Ok(id) => id,
         Err(err) => {
-            m.webhook_rejected.with_label_values(&["invalid_delivery_id"]).inc();
+            m.webhook_rejected
+                .with_label_values(&["invalid_delivery_id"])
+                .inc();
             return error_answer(StatusCode::BAD_REQUEST, "invalid_payload", err);
         }
     };
@@ -123,7 +148,9 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Response {
     });
     match normalized {
         Err(err) => {
-            m.webhook_rejected.with_label_values(&["invalid_payload"]).inc();
+            m.webhook_rejected
+                .with_label_values(&["invalid_payload"])
+                .inc();
             tracing::warn!(event = "webhook_payload_refused", delivery_id, github_event = event, field = %err.field, problem = %err.problem);
             error_answer(StatusCode::BAD_REQUEST, "invalid_payload", err)
         }
@@ -132,7 +159,12 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Response {
         Ok(Normalized::PullRequestWithoutInstallation(pr)) => {
             match resolve_installation(state, pr).await {
                 Ok(Some(pr)) => forward_pull_request(state, pr).await,
-                Ok(None) => ignored(state, delivery_id, event, "the App is not installed on the repository"),
+                Ok(None) => ignored(
+                    state,
+                    delivery_id,
+                    event,
+                    "the App is not installed on the repository",
+                ),
                 Err(response) => response,
             }
         }
@@ -152,14 +184,26 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Response {
 
 fn ignored(state: &AppState, delivery_id: &str, event: &str, reason: &str) -> Response {
     state.metrics.webhook_ignored.inc();
-    tracing::info!(event = "webhook_ignored", delivery_id, github_event = event, reason);
-    answer(StatusCode::OK, json!({"status": "ignored", "reason": reason}))
+    tracing::info!(
+        event = "webhook_ignored",
+        delivery_id,
+        github_event = event,
+        reason
+    );
+    answer(
+        StatusCode::OK,
+        json!({"status": "ignored", "reason": reason}),
+    )
 }
 
 fn github_failure(state: &AppState, what: &str, err: &GitHubError) -> Response {
     state.metrics.errors.inc();
     tracing::error!(event = "webhook_github_failed", step = what, error = %err);
-    error_answer(StatusCode::BAD_GATEWAY, "github_unavailable", format!("{what}: {err}"))
+    error_answer(
+        StatusCode::BAD_GATEWAY,
+        "github_unavailable",
+        format!("{what}: {err}"),
+    )
 }
 
 /// Payloads without `installation` come from a repository webhook aimed at the App's
@@ -169,8 +213,16 @@ async fn resolve_installation(
     mut pr: PullRequestEvent,
 ) -> Result<Option<PullRequestEvent>, Response> {
     let repo = RepoFullName::parse(&pr.repository.full_name).map_err(|e| {
-        state.metrics.webhook_rejected.with_label_values(&["invalid_payload"]).inc();
-        error_answer(StatusCode::BAD_REQUEST, "invalid_payload", format!("repository.full_name: {e}"))
+        state
+            .metrics
+            .webhook_rejected
+            .with_label_values(&["invalid_payload"])
+            .inc();
+        error_answer(
+            StatusCode::BAD_REQUEST,
+            "invalid_payload",
+            format!("repository.full_name: {e}"),
+        )
     })?;
     match state.github.repository_installation(&repo).await {
         Ok(Some(id)) => {
@@ -228,7 +280,11 @@ fn count_ingest(state: &AppState, status: crate::backend::types::IngestStatus) {
 }
 
 async fn forward_pull_request(state: &AppState, pr: PullRequestEvent) -> Response {
-    match state.backend.forward_pull_request(&pr, CallPolicy::WEBHOOK).await {
+    match state
+        .backend
+        .forward_pull_request(&pr, CallPolicy::WEBHOOK)
+        .await
+    {
         Ok(resp) => {
             state.metrics.pull_request_forwarded.inc();
             count_ingest(state, resp.ingest_status);
