@@ -12,6 +12,7 @@ use std::process::Stdio;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 use serde_json::json;
@@ -32,7 +33,12 @@ fn free_port() -> u16 {
     listener.local_addr().expect("local addr").port()
 }
 
-fn spawn_operator(ns: &str, identity: &'static str, logs: &std::path::Path) -> Operator {
+fn spawn_operator(
+    ns: &str,
+    identity: &'static str,
+    logs: &std::path::Path,
+    extra_args: &[&str],
+) -> Operator {
     let metrics_port = free_port();
     let log = logs.join(format!("{identity}.log"));
     let file = std::fs::File::create(&log).expect("log file");
@@ -45,6 +51,7 @@ fn spawn_operator(ns: &str, identity: &'static str, logs: &std::path::Path) -> O
             "sitg-bot-operator",
         ])
         .args(["--identity", identity])
+        .args(extra_args)
         .args([
             "--lease-duration-seconds",
             "4",
@@ -91,8 +98,9 @@ async fn one_of_two_operators_leads_and_the_other_takes_over() {
     let (client, ns) = setup("op-leader").await;
     put_bot_secret(&client, &ns, "whsec").await;
     let logs = tempfile::tempdir().expect("log dir");
-    let a = spawn_operator(&ns, "op-a", logs.path());
-    let b = spawn_operator(&ns, "op-b", logs.path());
+    // One of them also installs the CRD of its build (the upgrade path of the chart).
+    let a = spawn_operator(&ns, "op-a", logs.path(), &["--apply-crd"]);
+    let b = spawn_operator(&ns, "op-b", logs.path(), &[]);
     let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
 
     let first = wait_for("a Lease holder", || holder(&leases)).await;
@@ -134,6 +142,16 @@ async fn one_of_two_operators_leads_and_the_other_takes_over() {
         Some(0.0)
     );
     assert_eq!(holder(&leases).await.as_deref(), Some(leader.identity));
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd = crds.get("botfleets.sitg.io").await.expect("CRD");
+    assert!(
+        crd.metadata
+            .managed_fields
+            .iter()
+            .flatten()
+            .any(|m| m.manager.as_deref() == Some("sitg-bot-operator")),
+        "--apply-crd did not apply the CRD"
+    );
 
     // A crash: the Lease is not released and must expire.
     leader.child.kill().await.expect("leader killed");
@@ -167,6 +185,44 @@ async fn one_of_two_operators_leads_and_the_other_takes_over() {
         metric(&follower, "sitg_bot_operator_leader").await,
         Some(1.0)
     );
+
+    // Losing the Lease stops the controller; it resumes once the Lease is free again.
+    let intruder = json!({"spec": {
+        "holderIdentity": "intruder",
+        "leaseDurationSeconds": 4,
+        "renewTime": k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
+            k8s_openapi::jiff::Timestamp::now()
+        ),
+    }});
+    leases
+        .patch(
+            "sitg-bot-operator",
+            &PatchParams::default(),
+            &Patch::Merge(&intruder),
+        )
+        .await
+        .expect("lease stolen");
+    wait_for("the operator to notice it lost the Lease", || async {
+        (metric(&follower, "sitg_bot_operator_leader").await? == 0.0).then_some(())
+    })
+    .await;
+    wait_for("the operator to lead again", || async {
+        (metric(&follower, "sitg_bot_operator_leader").await? == 1.0).then_some(())
+    })
+    .await;
+    fleets
+        .patch(
+            "bots",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"replicas": 4}})),
+        )
+        .await
+        .expect("fleet scaled");
+    wait_for("the re-elected leader to apply 4 replicas", || async {
+        let d = deployments.get_opt("bots").await.ok()??;
+        (d.spec?.replicas == Some(4)).then_some(())
+    })
+    .await;
 
     // A graceful stop (SIGTERM, as Kubernetes sends) releases the Lease.
     let pid = follower.child.id().expect("pid");
