@@ -67,7 +67,8 @@ pub async fn reconcile_fleet(
 
     match outcome {
         Ok((changed, deployment)) => {
-            let status_written = write_status(client, fleet, Some(&deployment), None).await?;
+            let status_written =
+                write_status(client, &namespace, fleet, Some(&deployment), None).await?;
             if !changed.is_empty() {
                 info!(fleet = %name, namespace = %namespace, ?changed, "applied children");
                 publish(
@@ -92,7 +93,7 @@ pub async fn reconcile_fleet(
                 .get_opt(&name)
                 .await
                 .map_err(|e| Error::kube(format!("reading Deployment {name}"), e))?;
-            write_status(client, fleet, deployment.as_ref(), Some(&error)).await?;
+            write_status(client, &namespace, fleet, deployment.as_ref(), Some(&error)).await?;
             publish(
                 recorder,
                 fleet,
@@ -211,6 +212,7 @@ async fn apply_deployment(
 /// it equals the stored one. Returns whether it wrote.
 async fn write_status(
     client: &Client,
+    namespace: &str,
     fleet: &BotFleet,
     deployment: Option<&Deployment>,
     failure: Option<&Error>,
@@ -220,8 +222,7 @@ async fn write_status(
         return Ok(false);
     }
     let name = fleet.name_any();
-    let api: Api<BotFleet> =
-        Api::namespaced(client.clone(), &fleet.namespace().unwrap_or_default());
+    let api: Api<BotFleet> = Api::namespaced(client.clone(), namespace);
     // The API server rejects an apply body without apiVersion and kind.
     let body = json!({
         "apiVersion": BotFleet::api_version(&()),
