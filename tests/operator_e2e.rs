@@ -841,3 +841,52 @@ async fn deleting_the_fleet_removes_its_children() {
         .expect("read");
     assert!(fleet.is_none());
 }
+
+#[tokio::test]
+async fn a_status_write_does_not_trigger_a_pass_of_the_same_generation() {
+    let (client, ns) = setup("op-status").await;
+    put_bot_secret(&client, &ns, "whsec").await;
+    let controller = start_controller(&client, &ns);
+    create_fleet(&client, &ns, &sample_fleet("bots")).await;
+    let api: Api<BotFleet> = Api::namespaced(client.clone(), &ns);
+    wait_for("the Deployment", || get::<Deployment>(&client, &ns, "bots")).await;
+    wait_deployment_settled(&client, &ns, "bots").await;
+    wait_for("status with 2 replicas", || async {
+        let f = api.get("bots").await.ok()?;
+        (f.status?.replicas == 2).then_some(())
+    })
+    .await;
+    let passes = wait_for("the pass count to settle", || async {
+        let n = controller.metrics.reconciles.get();
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        (controller.metrics.reconciles.get() == n).then_some(n)
+    })
+    .await;
+
+    // A status-only change (here by another writer) bumps the resourceVersion but not
+    // the generation: no pass may run, so the odd value stays.
+    let odd = json!({"status": {"readyReplicas": 7}});
+    api.patch_status("bots", &PatchParams::default(), &Patch::Merge(&odd))
+        .await
+        .expect("status patched");
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert_eq!(controller.metrics.reconciles.get(), passes);
+    let stored = api.get("bots").await.expect("fleet");
+    assert_eq!(stored.status.map(|s| s.ready_replicas), Some(7));
+
+    // A spec change is a new generation: a pass runs and rewrites the status.
+    let scale = json!({"spec": {"replicas": 3}});
+    api.patch("bots", &PatchParams::default(), &Patch::Merge(&scale))
+        .await
+        .expect("fleet scaled");
+    wait_for("the status of the new generation", || async {
+        let f = api.get("bots").await.ok()?;
+        let s = f.status?;
+        (s.observed_generation == f.metadata.generation
+            && s.desired_replicas == 3
+            && s.ready_replicas == 0)
+            .then_some(())
+    })
+    .await;
+    assert!(controller.metrics.reconciles.get() > passes);
+}
