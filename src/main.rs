@@ -26,6 +26,10 @@ enum Command {
     /// Run two workers against local simulators of GitHub and the SITG backend, push
     /// GitHub's example payloads through them and print what happened.
     Dev(sitg_bot::dev::DevArgs),
+    /// Print the BotFleet CustomResourceDefinition (the content of crds/botfleet.yaml).
+    Crd,
+    /// Run the BotFleet operator against the cluster of the kubeconfig (or in-cluster).
+    Operator(sitg_bot::operator::OperatorOptions),
 }
 
 fn main() -> ExitCode {
@@ -33,6 +37,10 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Worker => run_worker(),
         Command::Dev(args) => runtime().and_then(|rt| rt.block_on(sitg_bot::dev::run(args))),
+        Command::Crd => sitg_bot::operator::crd_yaml()
+            .map(|yaml| print!("{yaml}"))
+            .map_err(Into::into),
+        Command::Operator(options) => run_operator(options),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -68,6 +76,16 @@ fn run_worker() -> anyhow::Result<()> {
         let shutdown = CancellationToken::new();
         tokio::spawn(forward_signals(shutdown.clone()));
         worker::run(config, state, Listeners { main, metrics }, shutdown).await?;
+        Ok(())
+    })
+}
+
+fn run_operator(options: sitg_bot::operator::OperatorOptions) -> anyhow::Result<()> {
+    let _log_guard = sitg_bot::telemetry::init(sitg_bot::config::LogFormat::Json, "info");
+    let shutdown = CancellationToken::new();
+    runtime()?.block_on(async move {
+        tokio::spawn(forward_signals(shutdown.clone()));
+        sitg_bot::operator::run(options, shutdown.cancelled_owned()).await?;
         Ok(())
     })
 }

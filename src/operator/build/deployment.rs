@@ -1,0 +1,420 @@
+//! The worker Deployment.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
+};
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
+    HTTPGetAction, ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+    SeccompProfile, SecretKeySelector, SecurityContext, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::{child_meta, labels, pod_selector, worker_env_secret_name};
+use crate::operator::validate::{Scaling, ValidFleet};
+
+/// Pod-template annotation holding [`super::worker_env_checksum`]; a new value rolls
+/// the pods, so a rotated Secret reaches every worker without a manual restart.
+pub const CHECKSUM_ANNOTATION: &str = "sitg.io/worker-env-checksum";
+/// Container port of `POST /webhooks/github` (`PORT`).
+pub const WEBHOOK_PORT: i32 = 8080;
+/// Container port of the second listener serving `/metrics`, `/healthz`, `/readyz`
+/// (`METRICS_PORT`).
+pub const METRICS_PORT: i32 = 9090;
+/// Seconds the kubelet waits after SIGTERM; the worker releases its claimed actions
+/// well within this.
+const TERMINATION_GRACE_SECONDS: i64 = 40;
+/// The non-root user of the image (distroless `nonroot`).
+const RUN_AS_USER: i64 = 65532;
+
+/// Builds the Deployment running `sitg-bot worker`.
+///
+/// `replicas` is set only for [`Scaling::Fixed`]; with autoscaling the field is left
+/// out of the applied configuration so the HorizontalPodAutoscaler owns it.
+pub fn deployment(fleet: &ValidFleet, worker_env_checksum: &str) -> Deployment {
+    let mut annotations = fleet.pod_annotations.clone();
+    annotations.insert(
+        CHECKSUM_ANNOTATION.to_owned(),
+        worker_env_checksum.to_owned(),
+    );
+    let replicas = match fleet.scaling {
+        Scaling::Fixed(n) => Some(n),
+        Scaling::Autoscaled { .. } => None,
+    };
+    Deployment {
+        metadata: child_meta(fleet, fleet.name.clone()),
+        spec: Some(DeploymentSpec {
+            replicas,
+            selector: pod_selector(&fleet.name),
+            strategy: Some(DeploymentStrategy {
+                type_: Some("RollingUpdate".to_owned()),
+                rolling_update: Some(RollingUpdateDeployment {
+                    // Never drop below the wanted count during a roll: webhooks keep
+                    // flowing while a rotated secret reaches the pods.
+                    max_unavailable: Some(IntOrString::Int(0)),
+                    max_surge: Some(IntOrString::Int(1)),
+                }),
+            }),
+            revision_history_limit: Some(5),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels(&fleet.name)),
+                    annotations: Some(annotations),
+                    ..Default::default()
+                }),
+                spec: Some(pod_spec(fleet)),
+            },
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn pod_spec(fleet: &ValidFleet) -> PodSpec {
+    PodSpec {
+        containers: vec![worker_container(fleet)],
+        // The worker never calls the Kubernetes API.
+        automount_service_account_token: Some(false),
+        // Service links would add one variable per Service of the namespace.
+        enable_service_links: Some(false),
+        termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),
+        security_context: Some(PodSecurityContext {
+            run_as_non_root: Some(true),
+            run_as_user: Some(RUN_AS_USER),
+            run_as_group: Some(RUN_AS_USER),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".to_owned(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        node_selector: fleet.node_selector.clone(),
+        tolerations: fleet.tolerations.clone(),
+        volumes: Some(vec![Volume {
+            name: "tmp".to_owned(),
+            empty_dir: Some(EmptyDirVolumeSource {
+                size_limit: Some(Quantity("16Mi".to_owned())),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }]),
+        ..Default::default()
+    }
+}
+
+fn worker_container(fleet: &ValidFleet) -> Container {
+    Container {
+        name: "worker".to_owned(),
+        image: Some(fleet.image.clone()),
+        image_pull_policy: Some(fleet.pull_policy.as_str().to_owned()),
+        args: Some(vec!["worker".to_owned()]),
+        ports: Some(vec![
+            ContainerPort {
+                name: Some("http".to_owned()),
+                container_port: WEBHOOK_PORT,
+                protocol: Some("TCP".to_owned()),
+                ..Default::default()
+            },
+            ContainerPort {
+                name: Some("metrics".to_owned()),
+                container_port: METRICS_PORT,
+                protocol: Some("TCP".to_owned()),
+                ..Default::default()
+            },
+        ]),
+        env: Some(worker_env(fleet)),
+        resources: Some(fleet.resources.clone()),
+        liveness_probe: Some(http_probe("/healthz", 10, 3)),
+        readiness_probe: Some(http_probe("/readyz", 5, 2)),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            privileged: Some(false),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".to_owned()]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        volume_mounts: Some(vec![VolumeMount {
+            name: "tmp".to_owned(),
+            mount_path: "/tmp".to_owned(),
+            ..Default::default()
+        }]),
+        ..Default::default()
+    }
+}
+
+/// The worker environment: plain values for the non-secret settings, `secretKeyRef`s
+/// into the worker env Secret for the secret ones, and `WORKER_ID` from the pod name.
+fn worker_env(fleet: &ValidFleet) -> Vec<EnvVar> {
+    let s = &fleet.settings;
+    let plain: BTreeMap<&str, String> = BTreeMap::from([
+        ("PORT", WEBHOOK_PORT.to_string()),
+        ("METRICS_PORT", METRICS_PORT.to_string()),
+        ("LOG_FORMAT", "json".to_owned()),
+        ("GITHUB_APP_ID", s.github_app_id.to_string()),
+        ("GITHUB_API_BASE_URL", s.github_api_base_url.clone()),
+        ("BACKEND_BASE_URL", s.backend_base_url.clone()),
+        ("BACKEND_BOT_KEY_ID", s.backend_bot_key_id.clone()),
+        (
+            "OUTBOX_POLLING_ENABLED",
+            s.outbox_polling_enabled.to_string(),
+        ),
+        (
+            "OUTBOX_POLL_INTERVAL_MS",
+            s.outbox_poll_interval_ms.to_string(),
+        ),
+        ("OUTBOX_CLAIM_LIMIT", s.outbox_claim_limit.to_string()),
+    ]);
+    let secret_name = worker_env_secret_name(&fleet.name);
+    let mut env: Vec<EnvVar> = plain
+        .into_iter()
+        .map(|(name, value)| EnvVar {
+            name: name.to_owned(),
+            value: Some(value),
+            ..Default::default()
+        })
+        .collect();
+    env.extend(fleet.secrets.iter().map(|(name, _)| EnvVar {
+        name: name.to_owned(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: secret_name.clone(),
+                key: name.to_owned(),
+                optional: Some(false),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }));
+    env.push(EnvVar {
+        name: "WORKER_ID".to_owned(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                api_version: Some("v1".to_owned()),
+                field_path: "metadata.name".to_owned(),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    env
+}
+
+fn http_probe(path: &str, period_seconds: i32, failure_threshold: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.to_owned()),
+            port: IntOrString::String("http".to_owned()),
+            scheme: Some("HTTP".to_owned()),
+            ..Default::default()
+        }),
+        period_seconds: Some(period_seconds),
+        timeout_seconds: Some(2),
+        failure_threshold: Some(failure_threshold),
+        success_threshold: Some(1),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::operator::testing::sample_view;
+
+    fn env_map(d: &Deployment) -> BTreeMap<String, EnvVar> {
+        container(d)
+            .env
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| (e.name.clone(), e))
+            .collect()
+    }
+
+    fn container(d: &Deployment) -> &Container {
+        &pod(d).containers[0]
+    }
+
+    fn pod(d: &Deployment) -> &PodSpec {
+        d.spec
+            .as_ref()
+            .and_then(|s| s.template.spec.as_ref())
+            .expect("pod spec")
+    }
+
+    fn plain(env: &BTreeMap<String, EnvVar>, name: &str) -> Option<String> {
+        env.get(name).and_then(|e| e.value.clone())
+    }
+
+    #[test]
+    fn fixed_replicas_and_rollout_strategy() {
+        let d = deployment(&sample_view(), "abc");
+        let spec = d.spec.as_ref().expect("spec");
+        assert_eq!(spec.replicas, Some(2));
+        let strategy = spec.strategy.as_ref().expect("strategy");
+        assert_eq!(strategy.type_.as_deref(), Some("RollingUpdate"));
+        let rolling = strategy.rolling_update.as_ref().expect("rolling");
+        assert_eq!(rolling.max_unavailable, Some(IntOrString::Int(0)));
+        assert_eq!(rolling.max_surge, Some(IntOrString::Int(1)));
+        assert_eq!(
+            spec.selector.match_labels.as_ref(),
+            Some(&super::super::selector_labels("bots"))
+        );
+        let template_labels = spec
+            .template
+            .metadata
+            .as_ref()
+            .and_then(|m| m.labels.as_ref())
+            .expect("template labels");
+        for (k, v) in super::super::selector_labels("bots") {
+            assert_eq!(template_labels.get(&k), Some(&v));
+        }
+    }
+
+    #[test]
+    fn autoscaled_fleet_leaves_replicas_to_the_hpa() {
+        let mut view = sample_view();
+        view.scaling = Scaling::Autoscaled {
+            min_replicas: 2,
+            max_replicas: 6,
+            target_outbox_lag_seconds: 30,
+        };
+        let d = deployment(&view, "abc");
+        assert_eq!(d.spec.as_ref().and_then(|s| s.replicas), None);
+    }
+
+    #[test]
+    fn checksum_and_pod_annotations() {
+        let mut view = sample_view();
+        view.pod_annotations
+            .insert("sidecar.example/inject".to_owned(), "false".to_owned());
+        let d = deployment(&view, "deadbeef");
+        let annotations = d
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.metadata.as_ref())
+            .and_then(|m| m.annotations.as_ref())
+            .expect("annotations");
+        assert_eq!(annotations[CHECKSUM_ANNOTATION], "deadbeef");
+        assert_eq!(annotations["sidecar.example/inject"], "false");
+    }
+
+    #[test]
+    fn container_runs_the_worker_hardened() {
+        let d = deployment(&sample_view(), "abc");
+        let c = container(&d);
+        assert_eq!(c.name, "worker");
+        assert_eq!(c.image.as_deref(), Some("ghcr.io/sitg/sitg-bot:1.2.3"));
+        assert_eq!(c.image_pull_policy.as_deref(), Some("IfNotPresent"));
+        assert_eq!(c.args.as_deref(), Some(&["worker".to_owned()][..]));
+        let sc = c.security_context.as_ref().expect("security context");
+        assert_eq!(sc.allow_privilege_escalation, Some(false));
+        assert_eq!(sc.read_only_root_filesystem, Some(true));
+        assert_eq!(sc.run_as_non_root, Some(true));
+        assert_eq!(
+            sc.capabilities.as_ref().and_then(|c| c.drop.clone()),
+            Some(vec!["ALL".to_owned()])
+        );
+        let p = pod(&d);
+        let psc = p.security_context.as_ref().expect("pod security context");
+        assert_eq!(psc.run_as_non_root, Some(true));
+        assert_eq!(psc.run_as_user, Some(65532));
+        assert_eq!(
+            psc.seccomp_profile.as_ref().map(|s| s.type_.as_str()),
+            Some("RuntimeDefault")
+        );
+        assert_eq!(p.termination_grace_period_seconds, Some(40));
+        assert_eq!(p.automount_service_account_token, Some(false));
+        assert_eq!(p.enable_service_links, Some(false));
+        let mounts = c.volume_mounts.as_ref().expect("mounts");
+        assert_eq!(mounts[0].mount_path, "/tmp");
+        let volumes = p.volumes.as_ref().expect("volumes");
+        assert_eq!(volumes[0].name, mounts[0].name);
+        assert!(volumes[0].empty_dir.is_some());
+    }
+
+    #[test]
+    fn probes_hit_health_and_readiness() {
+        let d = deployment(&sample_view(), "abc");
+        let c = container(&d);
+        let live = c.liveness_probe.as_ref().and_then(|p| p.http_get.as_ref());
+        let ready = c.readiness_probe.as_ref().and_then(|p| p.http_get.as_ref());
+        assert_eq!(live.and_then(|h| h.path.as_deref()), Some("/healthz"));
+        assert_eq!(ready.and_then(|h| h.path.as_deref()), Some("/readyz"));
+        assert_eq!(
+            live.map(|h| h.port.clone()),
+            Some(IntOrString::String("http".to_owned()))
+        );
+        let ports: Vec<_> = c
+            .ports
+            .iter()
+            .flatten()
+            .map(|p| (p.name.as_deref(), p.container_port))
+            .collect();
+        assert_eq!(ports, [(Some("http"), 8080), (Some("metrics"), 9090)]);
+    }
+
+    #[test]
+    fn env_configures_every_worker_variable() {
+        let d = deployment(&sample_view(), "abc");
+        let env = env_map(&d);
+        assert_eq!(plain(&env, "PORT").as_deref(), Some("8080"));
+        assert_eq!(plain(&env, "METRICS_PORT").as_deref(), Some("9090"));
+        assert_eq!(plain(&env, "LOG_FORMAT").as_deref(), Some("json"));
+        assert_eq!(plain(&env, "GITHUB_APP_ID").as_deref(), Some("4242"));
+        assert_eq!(
+            plain(&env, "GITHUB_API_BASE_URL").as_deref(),
+            Some("https://api.github.com")
+        );
+        assert_eq!(
+            plain(&env, "BACKEND_BASE_URL").as_deref(),
+            Some("https://sitg.example")
+        );
+        assert_eq!(
+            plain(&env, "BACKEND_BOT_KEY_ID").as_deref(),
+            Some("bck_test_1")
+        );
+        assert_eq!(
+            plain(&env, "OUTBOX_POLLING_ENABLED").as_deref(),
+            Some("true")
+        );
+        assert_eq!(
+            plain(&env, "OUTBOX_POLL_INTERVAL_MS").as_deref(),
+            Some("5000")
+        );
+        assert_eq!(plain(&env, "OUTBOX_CLAIM_LIMIT").as_deref(), Some("25"));
+        for secret_var in [
+            "GITHUB_WEBHOOK_SECRET",
+            "GITHUB_APP_PRIVATE_KEY",
+            "BACKEND_INTERNAL_HMAC_SECRET",
+        ] {
+            let e = &env[secret_var];
+            assert!(e.value.is_none(), "{secret_var} must not be inline");
+            let r = e
+                .value_from
+                .as_ref()
+                .and_then(|v| v.secret_key_ref.as_ref())
+                .expect("secretKeyRef");
+            assert_eq!(r.name, "bots-worker-env");
+            assert_eq!(r.key, secret_var);
+        }
+        assert!(!env.contains_key("GITHUB_WEBHOOK_SECRET_PREVIOUS"));
+        assert!(!env.contains_key("BACKEND_SERVICE_TOKEN"));
+        let worker_id = env["WORKER_ID"]
+            .value_from
+            .as_ref()
+            .and_then(|v| v.field_ref.as_ref())
+            .expect("fieldRef");
+        assert_eq!(worker_id.field_path, "metadata.name");
+        // Nothing from the Secret's values leaks into the pod template.
+        let text = serde_json::to_string(&d).expect("json");
+        assert!(!text.contains("whsec-current"));
+    }
+}

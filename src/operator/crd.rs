@@ -1,0 +1,472 @@
+//! The `BotFleet` custom resource (`sitg.io/v1alpha1`): its Rust types, the OpenAPI
+//! schema and CEL rules the API server enforces, and the CRD document `sitg-bot crd`
+//! prints.
+//!
+//! A `BotFleet` carries the non-secret settings of the deployment guide and *references*
+//! (`name` + `key`) to Secrets for every secret value; no secret value is ever written
+//! into a `BotFleet`.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, CustomResourceExt, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+/// API group of the `BotFleet` resource.
+pub const GROUP: &str = "sitg.io";
+/// API version of the `BotFleet` resource.
+pub const VERSION: &str = "v1alpha1";
+/// Container image repository used when `spec.image.repository` is not set; the
+/// project's `Dockerfile` publishes the `sitg-bot` binary under this name.
+pub const DEFAULT_IMAGE_REPOSITORY: &str = "ghcr.io/sitg/sitg-bot";
+/// Image tag used when `spec.image.tag` is not set: the operator's own version, so an
+/// operator and the workers it deploys come from the same release.
+pub const DEFAULT_IMAGE_TAG: &str = env!("CARGO_PKG_VERSION");
+/// GitHub REST API base URL used when `spec.github.apiBaseUrl` is not set.
+pub const DEFAULT_GITHUB_API_BASE_URL: &str = "https://api.github.com";
+
+/// CEL rule for URL fields: an absolute `http`/`https` URL with a host.
+///
+/// `isURL` alone accepts relative references such as `/x`, so the scheme and host are
+/// checked through the `url()` library as well.
+const URL_RULE: &str =
+    "isURL(self) && url(self).getScheme() in ['http', 'https'] && url(self).getHostname() != ''";
+const URL_MESSAGE: &str = "must be an absolute http or https URL, such as https://sitg.io";
+
+/// Desired state of a fleet of `sitg-bot worker` pods.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "sitg.io",
+    version = "v1alpha1",
+    kind = "BotFleet",
+    plural = "botfleets",
+    namespaced,
+    shortname = "bf",
+    category = "sitg",
+    status = "BotFleetStatus",
+    derive = "PartialEq",
+    doc = "A fleet of SITG GitHub App bot workers: webhook ingress and outbox execution.",
+    scale(
+        spec_replicas_path = ".spec.replicas",
+        status_replicas_path = ".status.replicas",
+        label_selector_path = ".status.selector"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "integer",
+        description = "Worker pods ready",
+        json_path = ".status.readyReplicas"
+    ),
+    printcolumn(
+        name = "Desired",
+        type_ = "integer",
+        description = "Worker pods wanted by the Deployment (fixed or set by the autoscaler)",
+        json_path = ".status.desiredReplicas"
+    ),
+    printcolumn(
+        name = "Lag-Target",
+        type_ = "integer",
+        description = "Average outbox lag per pod, in seconds, the autoscaler aims for",
+        json_path = ".spec.autoscaling.targetOutboxLagSeconds"
+    ),
+    printcolumn(
+        name = "Status",
+        type_ = "string",
+        description = "The Ready condition",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    validation = Rule::new("self.metadata.name.size() <= 52").message(
+        "metadata.name must be at most 52 characters: it names the fleet's Deployment, Service and pods"
+    ),
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new(
+    "!has(self.autoscaling) || !self.autoscaling.enabled || !has(self.outbox) || self.outbox.pollingEnabled"
+).message("autoscaling scales on outbox lag, so it needs outbox.pollingEnabled: true"))]
+pub struct BotFleetSpec {
+    /// Container image of the workers.
+    #[serde(default)]
+    pub image: ImageSpec,
+    /// GitHub App settings.
+    pub github: GitHubSpec,
+    /// SITG backend settings.
+    pub backend: BackendSpec,
+    /// Outbox polling settings.
+    #[serde(default)]
+    pub outbox: OutboxSpec,
+    /// Number of worker pods when autoscaling is off; ignored while autoscaling is on
+    /// (the HorizontalPodAutoscaler owns the Deployment's replica count then).
+    #[serde(default = "default_replicas")]
+    #[schemars(range(min = 0, max = 1000))]
+    pub replicas: i32,
+    /// Horizontal autoscaling on the per-pod outbox lag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<AutoscalingSpec>,
+    /// Compute resources of the worker container; modest defaults apply when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// Node selector of the worker pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_selector: Option<BTreeMap<String, String>>,
+    /// Tolerations of the worker pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerations: Option<Vec<Toleration>>,
+    /// Extra annotations on the worker pods (for example for a service mesh).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_annotations: Option<BTreeMap<String, String>>,
+}
+
+fn default_replicas() -> i32 {
+    2
+}
+
+/// Container image coordinates.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageSpec {
+    /// Image repository, e.g. `ghcr.io/sitg/sitg-bot`.
+    #[serde(default = "default_image_repository")]
+    #[schemars(length(min = 1, max = 255))]
+    pub repository: String,
+    /// Image tag, e.g. `0.1.0`.
+    #[serde(default = "default_image_tag")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"))]
+    pub tag: String,
+    /// Kubernetes image pull policy.
+    #[serde(default)]
+    pub pull_policy: PullPolicy,
+}
+
+impl Default for ImageSpec {
+    fn default() -> Self {
+        Self {
+            repository: default_image_repository(),
+            tag: default_image_tag(),
+            pull_policy: PullPolicy::default(),
+        }
+    }
+}
+
+fn default_image_repository() -> String {
+    DEFAULT_IMAGE_REPOSITORY.to_owned()
+}
+
+fn default_image_tag() -> String {
+    DEFAULT_IMAGE_TAG.to_owned()
+}
+
+/// Kubernetes `imagePullPolicy` values.
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, schemars::JsonSchema,
+)]
+pub enum PullPolicy {
+    /// Always pull.
+    Always,
+    /// Pull when the node does not have the image.
+    #[default]
+    IfNotPresent,
+    /// Never pull.
+    Never,
+}
+
+impl PullPolicy {
+    /// The value Kubernetes expects in `imagePullPolicy`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Always => "Always",
+            Self::IfNotPresent => "IfNotPresent",
+            Self::Never => "Never",
+        }
+    }
+}
+
+/// GitHub App settings (deployment guide, section 2).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GitHubSpec {
+    /// The GitHub App's numeric App ID (`GITHUB_APP_ID`).
+    #[schemars(range(min = 1))]
+    pub app_id: i64,
+    /// GitHub REST API base URL (`GITHUB_API_BASE_URL`).
+    #[serde(default = "default_github_api_base_url")]
+    #[schemars(length(min = 1, max = 2048))]
+    #[x_kube(validation = Rule::new(URL_RULE).message(URL_MESSAGE))]
+    pub api_base_url: String,
+    /// Secret key holding the webhook secret (`GITHUB_WEBHOOK_SECRET`).
+    pub webhook_secret_ref: SecretKeyRef,
+    /// Secret key holding the previous webhook secret, accepted during a rotation
+    /// (`GITHUB_WEBHOOK_SECRET_PREVIOUS`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_webhook_secret_ref: Option<SecretKeyRef>,
+    /// Secret key holding the App's PEM private key (`GITHUB_APP_PRIVATE_KEY`).
+    pub private_key_ref: SecretKeyRef,
+}
+
+fn default_github_api_base_url() -> String {
+    DEFAULT_GITHUB_API_BASE_URL.to_owned()
+}
+
+/// SITG backend settings (deployment guide, section 2).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackendSpec {
+    /// Base URL serving the backend's `/internal/v2` routes (`BACKEND_BASE_URL`).
+    #[schemars(length(min = 1, max = 2048))]
+    #[x_kube(validation = Rule::new(URL_RULE).message(URL_MESSAGE))]
+    pub base_url: String,
+    /// The service bot key id (`BACKEND_BOT_KEY_ID`).
+    #[schemars(length(min = 1, max = 256))]
+    pub bot_key_id: String,
+    /// Secret key holding the HMAC secret paired with the bot key id
+    /// (`BACKEND_INTERNAL_HMAC_SECRET`).
+    pub hmac_secret_ref: SecretKeyRef,
+    /// Secret key holding the optional backend service token (`BACKEND_SERVICE_TOKEN`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_token_ref: Option<SecretKeyRef>,
+}
+
+/// Outbox polling settings, with the guide's defaults and bounds.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OutboxSpec {
+    /// Whether workers claim outbox actions (`OUTBOX_POLLING_ENABLED`).
+    #[serde(default = "default_true")]
+    pub polling_enabled: bool,
+    /// Milliseconds between claims (`OUTBOX_POLL_INTERVAL_MS`), at least 500.
+    #[serde(default = "default_poll_interval_ms")]
+    #[schemars(range(min = 500, max = 3_600_000))]
+    pub poll_interval_ms: i32,
+    /// Actions claimed per poll (`OUTBOX_CLAIM_LIMIT`), 1 to 100.
+    #[serde(default = "default_claim_limit")]
+    #[schemars(range(min = 1, max = 100))]
+    pub claim_limit: i32,
+}
+
+impl Default for OutboxSpec {
+    fn default() -> Self {
+        Self {
+            polling_enabled: true,
+            poll_interval_ms: default_poll_interval_ms(),
+            claim_limit: default_claim_limit(),
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_poll_interval_ms() -> i32 {
+    5000
+}
+
+fn default_claim_limit() -> i32 {
+    25
+}
+
+/// Horizontal autoscaling of the fleet on `sitg_bot_outbox_lag_seconds`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.minReplicas <= self.maxReplicas").message(
+    "autoscaling.minReplicas must be less than or equal to autoscaling.maxReplicas"
+))]
+pub struct AutoscalingSpec {
+    /// Whether the HorizontalPodAutoscaler is created; `false` keeps the bounds but
+    /// runs `spec.replicas` pods.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Lower bound of the pod count.
+    #[serde(default = "default_min_replicas")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub min_replicas: i32,
+    /// Upper bound of the pod count.
+    #[schemars(range(min = 1, max = 1000))]
+    pub max_replicas: i32,
+    /// Average outbox lag per pod, in seconds, the autoscaler aims for.
+    #[serde(default = "default_target_lag")]
+    #[schemars(range(min = 1, max = 86_400))]
+    pub target_outbox_lag_seconds: i32,
+}
+
+fn default_min_replicas() -> i32 {
+    2
+}
+
+fn default_target_lag() -> i32 {
+    30
+}
+
+/// A key of a Secret in the fleet's namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, KubeSchema)]
+pub struct SecretKeyRef {
+    /// Secret name (a DNS subdomain).
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
+    pub name: String,
+    /// Key inside the Secret's `data`.
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
+    pub key: String,
+}
+
+/// Observed state of a fleet, written by the operator.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BotFleetStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Worker pods that exist (the Deployment's `status.replicas`).
+    #[serde(default)]
+    pub replicas: i32,
+    /// Worker pods that are ready.
+    #[serde(default)]
+    pub ready_replicas: i32,
+    /// Worker pods the Deployment wants (fixed, or set by the autoscaler).
+    #[serde(default)]
+    pub desired_replicas: i32,
+    /// Label selector of the worker pods, in string form, for the scale subresource.
+    #[serde(default)]
+    pub selector: String,
+    /// `Ready`, `Progressing` and `Degraded`.
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+}
+
+impl BotFleetSpec {
+    /// True when the HorizontalPodAutoscaler owns the replica count.
+    pub fn autoscaling_enabled(&self) -> bool {
+        self.autoscaling.as_ref().is_some_and(|a| a.enabled)
+    }
+}
+
+/// Errors of CRD document generation.
+#[derive(Debug, thiserror::Error)]
+pub enum CrdError {
+    /// The CRD could not be serialised as YAML.
+    #[error("serialising the BotFleet CRD as YAML: {0}")]
+    Yaml(#[from] serde_yaml::Error),
+}
+
+/// The `BotFleet` CustomResourceDefinition as the YAML document that `sitg-bot crd`
+/// prints and `crds/botfleet.yaml` holds.
+pub fn crd_yaml() -> Result<String, CrdError> {
+    let body = serde_yaml::to_string(&BotFleet::crd())?;
+    Ok(format!(
+        "# Generated by `sitg-bot crd` from src/operator/crd.rs; do not edit by hand.\n{body}"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn schema() -> Value {
+        let crd = serde_json::to_value(BotFleet::crd()).expect("crd serialises");
+        crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone()
+    }
+
+    #[test]
+    fn names_scope_and_subresources() {
+        let crd = BotFleet::crd();
+        assert_eq!(crd.metadata.name.as_deref(), Some("botfleets.sitg.io"));
+        assert_eq!(crd.spec.scope, "Namespaced");
+        assert_eq!(crd.spec.names.short_names, Some(vec!["bf".to_owned()]));
+        let version = &crd.spec.versions[0];
+        assert_eq!(version.name, "v1alpha1");
+        let sub = version.subresources.as_ref().expect("subresources");
+        assert!(sub.status.is_some());
+        let scale = sub.scale.as_ref().expect("scale subresource");
+        assert_eq!(scale.spec_replicas_path, ".spec.replicas");
+        assert_eq!(scale.status_replicas_path, ".status.replicas");
+        assert_eq!(
+            scale.label_selector_path.as_deref(),
+            Some(".status.selector")
+        );
+        let columns: Vec<_> = version
+            .additional_printer_columns
+            .as_ref()
+            .expect("printer columns")
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(columns, ["Ready", "Desired", "Lag-Target", "Status", "Age"]);
+    }
+
+    #[test]
+    fn schema_carries_the_guide_bounds() {
+        let s = schema();
+        let spec = &s["properties"]["spec"];
+        let outbox = &spec["properties"]["outbox"]["properties"];
+        assert_eq!(outbox["pollIntervalMs"]["minimum"].as_f64(), Some(500.0));
+        assert_eq!(outbox["claimLimit"]["minimum"].as_f64(), Some(1.0));
+        assert_eq!(outbox["claimLimit"]["maximum"].as_f64(), Some(100.0));
+        let required = spec["required"].as_array().expect("required list");
+        assert!(required.contains(&json!("github")));
+        assert!(required.contains(&json!("backend")));
+    }
+
+    #[test]
+    fn schema_carries_the_cel_rules() {
+        let s = schema();
+        let spec = &s["properties"]["spec"]["properties"];
+        let autoscaling_rules = &spec["autoscaling"]["x-kubernetes-validations"];
+        assert_eq!(
+            autoscaling_rules[0]["rule"],
+            json!("self.minReplicas <= self.maxReplicas")
+        );
+        let url_rules = &spec["backend"]["properties"]["baseUrl"]["x-kubernetes-validations"];
+        assert_eq!(url_rules[0]["rule"], json!(URL_RULE));
+        assert_eq!(
+            s["x-kubernetes-validations"][0]["rule"],
+            json!("self.metadata.name.size() <= 52")
+        );
+    }
+
+    #[test]
+    fn no_secret_value_fields_in_the_spec() {
+        // Every secret is a {name, key} reference; a string field named like a secret
+        // value would be a design error.
+        let text = serde_json::to_string(&schema()).expect("json");
+        for forbidden in ["\"webhookSecret\"", "\"privateKey\"", "\"hmacSecret\""] {
+            assert!(!text.contains(forbidden), "{forbidden} in schema");
+        }
+    }
+
+    #[test]
+    fn defaults_fill_a_minimal_spec() {
+        let spec: BotFleetSpec = serde_json::from_value(json!({
+            "github": {
+                "appId": 1,
+                "webhookSecretRef": {"name": "s", "key": "w"},
+                "privateKeyRef": {"name": "s", "key": "p"}
+            },
+            "backend": {
+                "baseUrl": "https://sitg.io",
+                "botKeyId": "bck_1",
+                "hmacSecretRef": {"name": "s", "key": "h"}
+            }
+        }))
+        .expect("minimal spec parses");
+        assert_eq!(spec.replicas, 2);
+        assert_eq!(spec.outbox, OutboxSpec::default());
+        assert_eq!(spec.outbox.poll_interval_ms, 5000);
+        assert_eq!(spec.outbox.claim_limit, 25);
+        assert_eq!(spec.github.api_base_url, "https://api.github.com");
+        assert_eq!(spec.image.repository, DEFAULT_IMAGE_REPOSITORY);
+        assert_eq!(spec.image.pull_policy, PullPolicy::IfNotPresent);
+        assert!(!spec.autoscaling_enabled());
+    }
+
+    #[test]
+    fn crd_yaml_round_trips() {
+        let text = crd_yaml().expect("yaml");
+        let back: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition =
+            serde_yaml::from_str(&text).expect("parses back");
+        assert_eq!(back, BotFleet::crd());
+    }
+}

@@ -1,0 +1,85 @@
+//! The environment a real worker pod of a fleet starts with, resolved from what the
+//! API server stores exactly as the kubelet would: every variable the worker reads is
+//! there, with the fleet's settings and the referenced Secret values.
+//!
+//! Needs `SITG_TEST_KUBECONFIG` (see `support/kube.rs`).
+
+#[path = "support/kube_env.rs"]
+mod kube_env;
+#[path = "support/kube.rs"]
+mod kube_support;
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::Api;
+use kube::api::ListParams;
+use sitg_bot::operator::crd::SecretKeyRef;
+
+use kube_env::resolve_env;
+use kube_support::*;
+
+#[tokio::test]
+async fn worker_pods_get_every_variable_the_worker_reads() {
+    let (client, ns) = setup("op-env").await;
+    put_bot_secret(&client, &ns, "whsec-current").await;
+    put_secret(
+        &client,
+        &ns,
+        "rotation",
+        &[("previous", "whsec-previous"), ("token", "service-token")],
+    )
+    .await;
+    let _controller = start_controller(&client, &ns);
+    let mut fleet = sample_fleet("bots");
+    fleet.spec.outbox.poll_interval_ms = 750;
+    fleet.spec.outbox.claim_limit = 50;
+    fleet.spec.github.previous_webhook_secret_ref = Some(SecretKeyRef {
+        name: "rotation".into(),
+        key: "previous".into(),
+    });
+    fleet.spec.backend.service_token_ref = Some(SecretKeyRef {
+        name: "rotation".into(),
+        key: "token".into(),
+    });
+    create_fleet(&client, &ns, &fleet).await;
+
+    // A pod the real ReplicaSet controller made from the operator's template.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let pod = wait_for("a worker pod", || async {
+        pods.list(&ListParams::default().labels("app.kubernetes.io/instance=bots"))
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .next()
+    })
+    .await;
+    let pod_name = pod.metadata.name.clone().expect("pod name");
+    let container = &pod.spec.as_ref().expect("pod spec").containers[0];
+    assert_eq!(container.args.as_deref(), Some(&["worker".to_owned()][..]));
+
+    let env = resolve_env(&client, &ns, &pod_name, container).await;
+    let expected: BTreeMap<String, String> = [
+        ("PORT", "8080"),
+        ("METRICS_PORT", "9090"),
+        ("LOG_FORMAT", "json"),
+        ("GITHUB_APP_ID", "4242"),
+        ("GITHUB_API_BASE_URL", "https://api.github.com"),
+        ("GITHUB_WEBHOOK_SECRET", "whsec-current"),
+        ("GITHUB_WEBHOOK_SECRET_PREVIOUS", "whsec-previous"),
+        ("GITHUB_APP_PRIVATE_KEY", PEM),
+        ("BACKEND_BASE_URL", "https://sitg.example"),
+        ("BACKEND_BOT_KEY_ID", "bck_test_1"),
+        ("BACKEND_INTERNAL_HMAC_SECRET", "hmac-secret"),
+        ("BACKEND_SERVICE_TOKEN", "service-token"),
+        ("OUTBOX_POLLING_ENABLED", "true"),
+        ("OUTBOX_POLL_INTERVAL_MS", "750"),
+        ("OUTBOX_CLAIM_LIMIT", "50"),
+        ("WORKER_ID", pod_name.as_str()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    assert_eq!(env, expected);
+}
