@@ -39,7 +39,7 @@ fn record_for<'a>(records: &'a [IngestRecord], delivery: &str) -> Option<&'a Ing
     records.iter().find(|r| r.delivery_id == delivery)
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_example_is_forwarded_with_the_right_fields_or_ignored() {
     let examples = examples();
     let peers = peers().await;
@@ -200,7 +200,7 @@ fn opened_example() -> Vec<u8> {
     ex.body()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_signatures_are_refused_with_401_and_counted() {
     let peers = peers().await;
     let worker = spawn_worker(&peers, &[("OUTBOX_POLLING_ENABLED", "false")]).await;
@@ -237,7 +237,7 @@ async fn bad_signatures_are_refused_with_401_and_counted() {
     assert_eq!(worker.metric("sitg_bot_webhook_events_total").await, 0.0);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_previous_secret_is_accepted_during_a_rotation() {
     let examples = examples();
     let peers = peers().await;
@@ -275,7 +275,7 @@ async fn the_previous_secret_is_accepted_during_a_rotation() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unstorable_payloads_get_400_and_never_spend_the_delivery() {
     let examples = examples();
     let peers = peers().await;
@@ -369,7 +369,7 @@ async fn unstorable_payloads_get_400_and_never_spend_the_delivery() {
     assert_eq!(worker.metric("sitg_bot_webhook_rejected_total").await, 4.0);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redelivery_is_reported_duplicate() {
     let examples = examples();
     let peers = peers().await;
@@ -393,7 +393,7 @@ async fn a_redelivery_is_reported_duplicate() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bodies_over_25_mb_get_413_without_being_read_whole() {
     let peers = peers().await;
     let worker = spawn_worker(&peers, &[("OUTBOX_POLLING_ENABLED", "false")]).await;
@@ -428,7 +428,7 @@ async fn bodies_over_25_mb_get_413_without_being_read_whole() {
     assert_eq!(worker.metric("sitg_bot_webhook_rejected_total").await, 2.0);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backend_outage_answers_5xx_inside_githubs_budget() {
     let examples = examples();
     let peers = peers().await;
@@ -461,7 +461,7 @@ async fn a_backend_outage_answers_5xx_inside_githubs_budget() {
     assert_eq!(answer.status, 200);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn installation_backfill_reads_every_page() {
     let peers = peers().await;
     let many: Vec<(i64, String)> = (1..=230)
@@ -499,7 +499,7 @@ async fn installation_backfill_reads_every_page() {
     assert!(names.contains("big-org/repo-230"));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_readiness_and_metrics_endpoints_answer() {
     let peers = peers().await;
     let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -546,6 +546,6 @@ async fn health_readiness_and_metrics_endpoints_answer() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let status = worker.terminate(Duration::from_secs(30));
+    let status = worker.terminate(Duration::from_secs(30)).await;
     assert!(status.success(), "{status:?}");
 }

@@ -169,8 +169,9 @@ impl WorkerProcess {
             .sum()
     }
 
-    /// Sends SIGTERM and waits for the exit, at most `within`.
-    pub fn terminate(&mut self, within: Duration) -> ExitStatus {
+    /// Sends SIGTERM and waits for the exit, at most `within`. Async, so simulators on
+    /// the test's runtime keep answering meanwhile.
+    pub async fn terminate(&mut self, within: Duration) -> ExitStatus {
         kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM).expect("signal");
         let deadline = Instant::now() + within;
         loop {
