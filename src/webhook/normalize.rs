@@ -496,7 +496,8 @@ mod tests {
 
     #[test]
     fn values_the_backend_cannot_store_are_refused_by_field() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>)> = vec![
+        type Mutation = Box<dyn Fn(&mut serde_json::Value)>;
+        let cases: Vec<(&str, Mutation)> = vec![
             (
                 "pull_request.head.sha",
                 Box::new(|v| v["pull_request"]["head"]["sha"] = json!(format!("{SHA}00"))),
