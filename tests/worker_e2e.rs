@@ -7,6 +7,7 @@ mod support;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use serde_json::{Value, json};
 use sitg_bot::sandbox::backend::{IngestOutcome, IngestRecord};
 use support::*;
@@ -397,34 +398,40 @@ async fn a_redelivery_is_reported_duplicate() {
 async fn bodies_over_25_mb_get_413_without_being_read_whole() {
     let peers = peers().await;
     let worker = spawn_worker(&peers, &[("OUTBOX_POLLING_ENABLED", "false")]).await;
-    let big = vec![b' '; 25 * 1024 * 1024 + 1];
-    let sig = sign(peers.webhook_secret.expose(), &big);
-    let (status, _) = worker
-        .post_raw(
-            &[
-                ("x-github-event", "pull_request".to_owned()),
-                ("x-github-delivery", "big-1".to_owned()),
-                ("x-hub-signature-256", sig),
-            ],
-            big,
+    // The bodies below stop sending (but stay open) once past the limit: the worker must
+    // answer on its own, without waiting for the rest. A client that kept writing could
+    // see its connection closed under it instead of the answer.
+    let oversized = |declared: Option<u64>, sent_mb: usize| {
+        let chunks = futures::stream::iter(
+            (0..sent_mb).map(|_| Ok::<_, std::io::Error>(vec![b' '; 1024 * 1024])),
         )
-        .await;
-    assert_eq!(status, 413);
-    // Chunked, with no content-length: cut off at the limit all the same.
-    let chunks =
-        futures::stream::iter((0..27).map(|_| Ok::<_, std::io::Error>(vec![b' '; 1024 * 1024])));
-    // A client of its own: the server may close this connection mid-upload.
-    let resp = reqwest::Client::new()
-        .post(worker.url("/webhooks/github"))
-        .header("x-github-event", "pull_request")
-        .header("x-github-delivery", "big-2")
-        .header("x-hub-signature-256", "sha256=00")
-        .body(reqwest::Body::wrap_stream(chunks))
-        .send()
-        .await;
-    if let Ok(resp) = resp {
-        assert_eq!(resp.status(), 413);
-    }
+        .chain(futures::stream::pending());
+        let mut req = reqwest::Client::new()
+            .post(worker.url("/webhooks/github"))
+            .header("x-github-event", "pull_request")
+            .header("x-github-delivery", "big")
+            .header("x-hub-signature-256", "sha256=00")
+            .body(reqwest::Body::wrap_stream(chunks));
+        if let Some(len) = declared {
+            req = req.header("content-length", len);
+        }
+        req.send()
+    };
+    // Declared too large: refused before any byte of the body is read.
+    let declared = tokio::time::timeout(
+        Duration::from_secs(10),
+        oversized(Some(25 * 1024 * 1024 + 1), 0),
+    )
+    .await
+    .expect("answered without the body")
+    .expect("response");
+    assert_eq!(declared.status(), 413);
+    // Chunked, no length: cut off at the limit.
+    let chunked = tokio::time::timeout(Duration::from_secs(10), oversized(None, 26))
+        .await
+        .expect("answered at the limit")
+        .expect("response");
+    assert_eq!(chunked.status(), 413);
     assert_eq!(worker.metric("sitg_bot_webhook_rejected_total").await, 2.0);
 }
 
