@@ -538,6 +538,7 @@ impl GitHubClient {
         }
         if !comment_ids.is_empty() {
             info!(
+                event = "removed_duplicate_marked_comments",
                 installation_id = installation.id,
                 repo = %repo,
                 duplicates = comment_ids.len(),
@@ -569,6 +570,7 @@ impl GitHubClient {
             .await?;
         if reply.status == StatusCode::UNAUTHORIZED {
             warn!(
+                event = "installation_token_refused",
                 installation_id = installation.id,
                 route = route.as_label(),
                 "GitHub refused the installation access token; minting a new one"
@@ -647,6 +649,7 @@ impl GitHubClient {
         match self.repo_installation(requested, repo).await? {
             Some(found) if found != target => {
                 info!(
+                    event = "installation_resolved_from_repository",
                     installation_id = requested,
                     resolved_installation_id = found,
                     repo = %repo,
@@ -691,6 +694,7 @@ impl GitHubClient {
         })?;
         self.inner.metrics.token_minted();
         info!(
+            event = "installation_access_token_minted",
             installation_id = target,
             expires_at = %minted.expires_at,
             "installation access token minted"
@@ -741,7 +745,11 @@ impl GitHubClient {
             .map_err(|e| GitHubError::Jwt(e.to_string()))?;
         let reply = self.send(call, method, url, &jwt, None).await?;
         if reply.status == StatusCode::UNAUTHORIZED {
-            warn!(route = call.route.as_label(), "GitHub refused the App JWT");
+            warn!(
+                event = "app_jwt_refused",
+                route = call.route.as_label(),
+                "GitHub refused the App JWT"
+            );
             self.inner.jwt.evict();
         }
         Ok(reply)
@@ -784,6 +792,7 @@ impl GitHubClient {
         match result {
             Ok(reply) => {
                 debug!(
+                    event = "github_request",
                     route = call.route.as_label(),
                     installation_id = call.installation.id,
                     repo = call.installation.repo.map(tracing::field::display),
@@ -796,6 +805,7 @@ impl GitHubClient {
             Err(err) => {
                 let err = GitHubError::from_reqwest(&err);
                 warn!(
+                    event = "github_request_failed",
                     route = call.route.as_label(),
                     installation_id = call.installation.id,
                     repo = call.installation.repo.map(tracing::field::display),
@@ -825,6 +835,7 @@ impl GitHubClient {
                     .pause(installation_id, Instant::now() + pause.wait, secondary);
             self.inner.metrics.rate_limited(pause.kind);
             warn!(
+                event = "github_rate_limited",
                 route = call.route.as_label(),
                 installation_id,
                 status = reply.status.as_u16(),
@@ -850,6 +861,7 @@ impl GitHubClient {
             },
         };
         warn!(
+            event = "github_refused_the_request",
             route = call.route.as_label(),
             installation_id,
             repo = call.installation.repo.map(tracing::field::display),
