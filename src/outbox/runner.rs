@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use futures::FutureExt;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -161,23 +162,19 @@ async fn claim(shared: &Arc<Shared>, limit: u32, tasks: &mut JoinSet<()>) -> Opt
     Some(count)
 }
 
-/// Validate → execute → report, exactly once.
+/// Validate → execute → report, exactly once. A panic while executing is caught and
+/// reported as a retryable failure: an unreported action would stay claimed for ever.
 async fn handle(shared: &Shared, claimed: ClaimedAction) {
     let started = Instant::now();
     let (report, kind) = match action::validate(&claimed) {
         Err(invalid) => (Report::failed(invalid.code, invalid.message), None),
         Ok(valid) => {
+            let work = std::panic::AssertUnwindSafe(execute(shared, &valid)).catch_unwind();
             let report = tokio::select! {
-                r = async {
-                    let _permit = tokio::select! {
-                        p = shared.permits.acquire() => p.ok(),
-                        () = shared.stop.cancelled() => None,
-                    };
-                    match _permit {
-                        Some(_p) => shared.executor.run(&valid, &shared.stop).await,
-                        None => Report::released(),
-                    }
-                } => r,
+                r = work => r.unwrap_or_else(|_| {
+                    tracing::error!(event = "action_execution_panicked", action_id = %valid.id);
+                    Report::retryable("EXECUTION_ERROR", "the worker failed internally while executing the action")
+                }),
                 () = shared.abort.cancelled() => Report::retryable(
                     super::executor::WORKER_SHUTDOWN,
                     "worker stopped while the action was executing",
@@ -196,6 +193,23 @@ async fn handle(shared: &Shared, claimed: ClaimedAction) {
     report_once(shared, &claimed.id, report).await;
 }
 
+/// Waits for a concurrency permit (or releases on shutdown), then executes.
+async fn execute(shared: &Shared, valid: &action::ValidAction) -> Report {
+    let permit = tokio::select! {
+        p = shared.permits.acquire() => p.ok(),
+        () = shared.stop.cancelled() => None,
+    };
+    match permit {
+        Some(_permit) => shared.executor.run(valid, &shared.stop).await,
+        None => Report::released(),
+    }
+}
+
+/// Pause between report rounds while the backend cannot take results.
+const REPORT_RETRY_PAUSE: Duration = Duration::from_secs(5);
+/// How long a result is kept trying before it is given up (and logged as stuck).
+const REPORT_GIVE_UP_AFTER: Duration = Duration::from_secs(600);
+
 async fn report_once(shared: &Shared, action_id: &str, report: Report) {
     let m = &shared.metrics;
     match report.outcome {
@@ -206,42 +220,63 @@ async fn report_once(shared: &Shared, action_id: &str, report: Report) {
     if let Some(code) = &report.failure_code {
         m.action_failures_by_code.with_label_values(&[code]).inc();
     }
-    let policy = if shared.stop.is_cancelled() {
-        SHUTDOWN_REPORT_POLICY
-    } else {
-        CallPolicy::OUTBOX
-    };
     let request = BackendClient::result_request(
         &shared.worker_id,
         report.outcome,
         report.failure_code.as_deref(),
         report.failure_message.as_deref(),
     );
-    match shared
-        .backend
-        .report_result(action_id, &request, policy)
-        .await
-    {
-        Ok(status) => tracing::info!(
-            event = "action_reported",
-            action_id,
-            outcome = report.outcome.as_str(),
-            failure_code = report.failure_code.as_deref(),
-            failure_message = report.failure_message.as_deref(),
-            status = status.map(|s| s.status),
-        ),
-        Err(err) => {
-            m.errors.inc();
-            // The backend has no lease expiry: say loudly which action is stuck so an
-            // operator can release it with this worker id.
-            tracing::error!(
-                event = "action_left_claimed",
-                action_id,
-                worker_id = %shared.worker_id,
-                outcome = report.outcome.as_str(),
-                error = %err,
-            );
+    let started = Instant::now();
+    loop {
+        let stopping = shared.stop.is_cancelled();
+        let policy = if stopping {
+            SHUTDOWN_REPORT_POLICY
+        } else {
+            CallPolicy::OUTBOX
+        };
+        let err = match shared
+            .backend
+            .report_result(action_id, &request, policy)
+            .await
+        {
+            Ok(status) => {
+                tracing::info!(
+                    event = "action_reported",
+                    action_id,
+                    outcome = report.outcome.as_str(),
+                    failure_code = report.failure_code.as_deref(),
+                    failure_message = report.failure_message.as_deref(),
+                    status = status.map(|s| s.status),
+                );
+                return;
+            }
+            Err(err) => err,
+        };
+        m.errors.inc();
+        // An outage of the backend must not lose the result: keep trying while the
+        // worker runs (the action stays claimed meanwhile, which is what the backend
+        // would show anyway). Refusals (403, 409…) will not change; stop at once.
+        let keep_trying = !stopping
+            && (err.is_retryable()
+                || matches!(err, crate::backend::BackendError::DeadlineExceeded { .. }))
+            && started.elapsed() < REPORT_GIVE_UP_AFTER;
+        if keep_trying {
+            tracing::warn!(event = "action_report_delayed", action_id, error = %err);
+            tokio::select! {
+                () = tokio::time::sleep(REPORT_RETRY_PAUSE) => continue,
+                () = shared.stop.cancelled() => continue,
+            }
         }
+        // The backend has no lease expiry: say loudly which action is stuck so an
+        // operator can release it with this worker id.
+        tracing::error!(
+            event = "action_left_claimed",
+            action_id,
+            worker_id = %shared.worker_id,
+            outcome = report.outcome.as_str(),
+            error = %err,
+        );
+        return;
     }
 }
 
