@@ -533,6 +533,14 @@ fn helm_install_runs_the_operator_with_the_charts_rbac() {
         repo_path("examples/botfleet.yaml").to_str().expect("utf-8"),
     ]);
     wait_for_children(&plane, &mut operator, "bots", "sitg-bot", true);
+    // The documented Ingress is a valid object pointing at the fleet's Service.
+    plane.kubectl_ok(&[
+        "-n",
+        "bots",
+        "apply",
+        "-f",
+        repo_path("examples/ingress.yaml").to_str().expect("utf-8"),
+    ]);
     wait_for("the fleet's status", || {
         let fleet = plane.get(&["-n", "bots", "botfleet", "sitg-bot"])?;
         (fleet["status"]["observedGeneration"] == fleet["metadata"]["generation"]).then_some(())

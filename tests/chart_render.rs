@@ -662,6 +662,36 @@ fn example_botfleet_is_a_valid_botfleet() {
     assert!(children.horizontal_pod_autoscaler.is_some());
 }
 
+#[test]
+fn example_ingress_routes_webhooks_to_the_fleet_service() {
+    let ingress = yaml(&read("examples/ingress.yaml"));
+    assert_eq!(ingress["kind"], "Ingress");
+    let paths = &ingress["spec"]["rules"][0]["http"]["paths"];
+    assert_eq!(
+        paths.as_array().map(Vec::len),
+        Some(1),
+        "only the webhook path is public"
+    );
+    assert_eq!(paths[0]["path"], "/webhooks/github");
+    assert_eq!(paths[0]["pathType"], "Exact");
+    let example = example_with_namespace(yaml(&read("examples/botfleet.yaml")));
+    let service = children_of(&example).service;
+    let backend = &paths[0]["backend"]["service"];
+    assert_eq!(backend["name"].as_str(), service.metadata.name.as_deref());
+    let port = service
+        .spec
+        .expect("service spec")
+        .ports
+        .into_iter()
+        .flatten()
+        .find(|p| p.name.as_deref() == backend["port"]["name"].as_str())
+        .expect("the Ingress names a port of the fleet's Service");
+    assert_eq!(
+        port.target_port,
+        Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String("http".into()))
+    );
+}
+
 fn example_with_namespace(mut example: Value) -> Value {
     example["metadata"]["namespace"] = json!("bots");
     example
@@ -759,4 +789,48 @@ fn prometheus_adapter_rule_serves_the_lag_per_pod() {
         "promtool test rules (adapter query)",
     );
     assert!(out.contains("SUCCESS"), "{out}");
+}
+
+/// Every `helm install|upgrade RELEASE charts/sitg-bot ...` of docs/deployment.md,
+/// rendered with the same flags: the documented values pass the schema and render.
+#[test]
+fn documented_helm_commands_render() {
+    let mut rendered = 0;
+    for words in doc_commands("docs/deployment.md") {
+        let [helm_word, verb, release, chart, flags @ ..] = words.as_slice() else {
+            continue;
+        };
+        if helm_word != "helm"
+            || !matches!(verb.as_str(), "install" | "upgrade")
+            || chart != "charts/sitg-bot"
+        {
+            continue;
+        }
+        // Flags of a live install that `helm template` has no use for.
+        let args: Vec<&str> = flags
+            .iter()
+            .map(String::as_str)
+            .filter(|f| !matches!(*f, "--create-namespace" | "--reuse-values" | "--wait"))
+            .collect();
+        let text = run_ok(
+            Command::new(helm())
+                .args(["template", release])
+                .arg(chart_dir())
+                .args(&args),
+            &format!("helm template for `{}`", words.join(" ")),
+        );
+        let objects = yaml_docs(&text);
+        assert!(object(&objects, "Deployment", "sitg-bot")["kind"] == "Deployment");
+        if args.iter().any(|a| a.starts_with("botFleet.spec=")) {
+            let fleet: BotFleet =
+                serde_json::from_value(object(&objects, "BotFleet", "sitg-bot").clone())
+                    .expect("the documented fleet is a BotFleet");
+            assert_eq!(fleet.metadata.namespace.as_deref(), Some("sitg-bots"));
+        }
+        rendered += 1;
+    }
+    assert!(
+        rendered >= 5,
+        "found {rendered} helm commands in docs/deployment.md"
+    );
 }

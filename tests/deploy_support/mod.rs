@@ -241,3 +241,43 @@ pub fn strings(value: &Value) -> Vec<&str> {
         .map(|v| v.as_str().unwrap_or_else(|| panic!("not a string: {v}")))
         .collect()
 }
+
+/// The command lines inside the fenced code blocks of a Markdown file: shell
+/// continuation lines joined, words split at white space with one level of quotes
+/// removed, leading `VAR=value` assignments and `sudo` dropped. Good enough for the
+/// project's own docs, which keep quoted arguments free of spaces.
+pub fn doc_commands(relative: &str) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    let mut in_code = false;
+    let mut logical = String::new();
+    for line in read(relative).lines() {
+        if line.trim_start().starts_with("```") {
+            in_code = !in_code;
+            continue;
+        }
+        if !in_code {
+            continue;
+        }
+        if let Some(head) = line.trim_end().strip_suffix('\\') {
+            logical.push_str(head);
+            logical.push(' ');
+            continue;
+        }
+        logical.push_str(line);
+        let words: Vec<String> = logical
+            .split_whitespace()
+            .map(|w| w.trim_matches(|c| c == '\'' || c == '"').to_owned())
+            .skip_while(|w| {
+                w == "sudo"
+                    || w.split_once('=').is_some_and(|(k, _)| {
+                        !k.is_empty() && k.chars().all(|c| c.is_ascii_uppercase() || c == '_')
+                    })
+            })
+            .collect();
+        logical.clear();
+        if !words.is_empty() {
+            out.push(words);
+        }
+    }
+    out
+}
