@@ -15,7 +15,9 @@
 //!    `kubectl apply -f examples/botfleet.yaml`, creates the fleet's children; the new
 //!    field is kept and reaches the pod template;
 //! 4. what the ServiceAccount may not do (`kubectl auth can-i`);
-//! 5. a second release in namespace scope reconciles its namespace and no other;
+//! 5. a second release in namespace scope, which also creates the fleet from values,
+//!    reconciles its namespace and no other; the all-features values pass the API
+//!    server's validation (`--dry-run=server`), the BotFleet's CEL rules included;
 //! 6. bad values fail `helm install` with the schema's message and leave no release.
 
 mod deploy_support;
@@ -602,9 +604,14 @@ fn helm_install_runs_the_operator_with_the_charts_rbac() {
     drop(operator);
 
     // 5. Namespace scope: a Role in team-b only; the operator sees no other namespace.
+    // The release also brings the fleet (botFleet.create) once its Secret exists.
     for ns in ["team-b-system", "team-b", "team-c"] {
         plane.create_namespace(ns);
     }
+    let example =
+        yaml(&std::fs::read_to_string(repo_path("examples/botfleet.yaml")).expect("example"));
+    let fleet_spec = format!("botFleet.spec={}", example["spec"]);
+    plane.create_bot_secret("team-b");
     run_ok(
         plane
             .helm()
@@ -617,12 +624,25 @@ fn helm_install_runs_the_operator_with_the_charts_rbac() {
                 "--set",
                 "rbac.watchNamespace=team-b",
             ])
-            .args(["--set", "crds.applyOnStart=false"]),
-        "helm install (namespace scope)",
+            .args(["--set", "crds.applyOnStart=false"])
+            .args([
+                "--set",
+                "botFleet.create=true",
+                "--set",
+                "botFleet.name=sitg-bot",
+            ])
+            .args(["--set-json", &fleet_spec]),
+        "helm install (namespace scope, with a BotFleet)",
     );
     assert!(
         plane.get(&["clusterrole", "teamb-sitg-bot"]).is_none(),
         "no ClusterRole in namespace scope"
+    );
+    assert!(
+        plane
+            .get(&["-n", "team-b", "botfleet", "sitg-bot"])
+            .is_some(),
+        "helm created the BotFleet in the watched namespace"
     );
     let team_subject = "system:serviceaccount:team-b-system:teamb-sitg-bot";
     assert!(!plane.can_i(team_subject, &["list", "botfleets", "--all-namespaces"]));
@@ -633,16 +653,14 @@ fn helm_install_runs_the_operator_with_the_charts_rbac() {
         .expect("deployment");
     let kubeconfig = plane.service_account_kubeconfig("team-b-system", "teamb-sitg-bot");
     let mut operator = Operator::start(&plane, &deployment, &kubeconfig, "teamb-sitg-bot-0");
-    for ns in ["team-b", "team-c"] {
-        plane.create_bot_secret(ns);
-        plane.kubectl_ok(&[
-            "-n",
-            ns,
-            "apply",
-            "-f",
-            repo_path("examples/botfleet.yaml").to_str().expect("utf-8"),
-        ]);
-    }
+    plane.create_bot_secret("team-c");
+    plane.kubectl_ok(&[
+        "-n",
+        "team-c",
+        "apply",
+        "-f",
+        repo_path("examples/botfleet.yaml").to_str().expect("utf-8"),
+    ]);
     wait_for_children(&plane, &mut operator, "team-b", "sitg-bot", true);
     wait_for("the team-b fleet's status", || {
         let fleet = plane.get(&["-n", "team-b", "botfleet", "sitg-bot"])?;
@@ -665,6 +683,27 @@ fn helm_install_runs_the_operator_with_the_charts_rbac() {
     operator.assert_running();
     assert_no_denials(&operator);
     drop(operator);
+
+    // Every optional object the API server knows (the monitoring.coreos.com kinds
+    // need the Prometheus Operator's CRDs) passes its validation, the BotFleet's CEL
+    // rules included.
+    let out = run_ok(
+        plane
+            .helm()
+            .args(["install", "all-features"])
+            .arg(chart_dir())
+            .args(["--namespace", system, "--dry-run=server"])
+            .arg("--values")
+            .arg(repo_path("charts/sitg-bot/ci/all-features-values.yaml"))
+            .args(["--set", "monitoring.podMonitor.enabled=false"])
+            .args(["--set", "monitoring.operatorPodMonitor.enabled=false"])
+            .args(["--set", "monitoring.prometheusRule.enabled=false"]),
+        "helm install --dry-run=server (all features)",
+    );
+    assert!(
+        out.contains("kind: BotFleet") && out.contains("kind: ConfigMap"),
+        "{out}"
+    );
 
     // 6. Bad values fail at install, before anything of the release exists.
     let out = run(plane
