@@ -559,24 +559,24 @@ fn helm_install_runs_the_operator_with_the_charts_rbac() {
         (pods["items"].as_array()?.len() >= 2).then_some(())
     });
 
-    // The field the upgrade added is kept now, and the operator acts on it.
-    plane.kubectl_ok(&[
-        "-n",
-        "bots",
-        "patch",
-        "botfleet",
-        "sitg-bot",
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"podAnnotations":{"example.com/upgraded":"yes"}}}"#,
-    ]);
-    let stored = plane
-        .get(&["-n", "bots", "botfleet", "sitg-bot"])
-        .expect("fleet");
-    assert_eq!(
-        stored["spec"]["podAnnotations"]["example.com/upgraded"],
-        "yes"
-    );
+    // The field the upgrade added is kept now, and the operator acts on it. (The API
+    // server switches to a new CRD schema asynchronously: retry until it applies.)
+    wait_for("the API server to keep spec.podAnnotations", || {
+        let patched = run(plane.kubectl().args([
+            "-n",
+            "bots",
+            "patch",
+            "botfleet",
+            "sitg-bot",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"podAnnotations":{"example.com/upgraded":"yes"}}}"#,
+        ]));
+        let stored = plane.get(&["-n", "bots", "botfleet", "sitg-bot"])?;
+        (patched.status.success()
+            && stored["spec"]["podAnnotations"]["example.com/upgraded"] == "yes")
+            .then_some(())
+    });
     wait_for("the new field on the worker pod template", || {
         let d = plane.get(&["-n", "bots", "deployment", "sitg-bot"])?;
         (d["spec"]["template"]["metadata"]["annotations"]["example.com/upgraded"] == "yes")
