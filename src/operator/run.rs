@@ -57,7 +57,8 @@ pub struct OperatorOptions {
     pub metrics_addr: SocketAddr,
     /// Server-side-apply the BotFleet CRD of this release at start and wait until it
     /// is established: the upgrade path for the CRD (Helm never upgrades `crds/`).
-    /// Needs create/patch on customresourcedefinitions.
+    /// Needs get, list, watch and patch on customresourcedefinitions/botfleets.sitg.io
+    /// (and create if the CRD does not exist yet).
     #[arg(long, env = "SITG_OPERATOR_APPLY_CRD", default_value_t = false)]
     pub apply_crd: bool,
 }
