@@ -4,11 +4,14 @@
 #   scripts/test.sh
 #
 # 1. installs what the tests need (cached in fixed folders outside the clone, so later
-#    runs take seconds): GitHub's example payloads (npm), etcd / kube-apiserver /
+#    runs take seconds): Debian packages (PostgreSQL, promtool, systemd-analyze and
+#    the shell linter) and hadolint, GitHub's example payloads (npm), etcd / kube-apiserver /
 #    kube-controller-manager / kubectl / helm built from their Go modules;
-# 2. checks formatting and clippy (warnings are errors);
-# 3. starts a real control plane on loopback and runs `cargo test` (unit, worker and
-#    outbox end to end, operator on the real API server), then stops it.
+# 2. checks shell scripts, formatting and clippy (warnings are errors);
+# 3. starts a real control plane on loopback and runs `cargo test`: unit tests, worker
+#    and outbox end to end, the operator on the real API server, the Helm chart
+#    (lint, template, install), the image recipe, systemd units and key provisioning
+#    against a real PostgreSQL; then stops the control plane.
 #
 # Environment: CARGO_TARGET_DIR (default /var/cache/sitg-bot/cargo-target),
 # SITG_TOOLS_DIR, SITG_FIXTURES_DIR (see the scripts they go to).
@@ -21,11 +24,17 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 step() { printf '\n==> %s\n' "$*" >&2; }
 started=$SECONDS
 
+step "system packages: PostgreSQL, promtool, systemd-analyze, shellcheck, hadolint"
+scripts/install-ship-deps.sh
+
 step "fixtures: GitHub's example payloads"
 scripts/fetch-fixtures.sh
 
 step "control plane binaries (built once from Go modules, then cached)"
 scripts/control-plane.sh build
+
+step "shellcheck"
+shellcheck scripts/*.sh deploy/scripts/*.sh .ci/run
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

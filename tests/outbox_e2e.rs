@@ -439,13 +439,25 @@ async fn sigterm_with_25_claimed_actions_reports_all_25() {
 async fn a_backend_outage_while_reporting_loses_no_result() {
     let peers = setup().await;
     // GitHub takes 2 s, long enough to take the backend down while the action runs.
-    peers.github.inject(FaultRule::new(Fault::Latency(Duration::from_secs(2))).next(2));
-    let id = peers.backend.enqueue_action(upsert(300, "x", "sitg:gate:outage"));
+    peers
+        .github
+        .inject(FaultRule::new(Fault::Latency(Duration::from_secs(2))).next(2));
+    let id = peers
+        .backend
+        .enqueue_action(upsert(300, "x", "sitg:gate:outage"));
     let _worker = spawn_worker(&peers, &fast_poll()).await;
-    assert!(eventually(Duration::from_secs(10), || peers.backend.claimed_count() == 1).await);
+    assert!(
+        eventually(Duration::from_secs(10), || peers.backend.claimed_count()
+            == 1)
+        .await
+    );
     peers.backend.set_unavailable(true);
     tokio::time::sleep(Duration::from_secs(5)).await;
-    assert_eq!(peers.backend.claimed_count(), 1, "the result cannot have landed yet");
+    assert_eq!(
+        peers.backend.claimed_count(),
+        1,
+        "the result cannot have landed yet"
+    );
     peers.backend.set_unavailable(false);
     let records = settled(&peers, &[id], Duration::from_secs(40)).await;
     assert_eq!(records[0].status, ActionStatus::Done, "{records:#?}");
