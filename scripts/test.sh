@@ -57,6 +57,10 @@ set +a
 export SITG_TEST_KUBECONFIG="$plane/kubeconfig"
 
 step "cargo test"
-cargo test --locked
+results="$plane/cargo-test.log"
+cargo test --locked 2>&1 | tee "$results"
 
 step "done in $((SECONDS - started)) s"
+# One closing line over every test binary (cargo prints one `test result:` per binary).
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i - 1); if ($i ~ /^failed;?$/) f += $(i - 1) } }
+     END { printf "%d passed, %d failed\n", p, f }' "$results"
