@@ -30,6 +30,9 @@ enum Command {
     Crd,
     /// Run the BotFleet operator against the cluster of the kubeconfig (or in-cluster).
     Operator(sitg_bot::operator::OperatorOptions),
+    /// Run the backend and GitHub simulators on their own, print the environment a
+    /// worker needs (KEY=VALUE lines) and serve until Ctrl-C: for load harnesses.
+    Sandbox(sitg_bot::sandbox::standalone::SandboxArgs),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +44,7 @@ fn main() -> ExitCode {
             .map(|yaml| print!("{yaml}"))
             .map_err(Into::into),
         Command::Operator(options) => run_operator(options),
+        Command::Sandbox(args) => run_sandbox(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -86,6 +90,15 @@ fn run_operator(options: sitg_bot::operator::OperatorOptions) -> anyhow::Result<
     runtime()?.block_on(async move {
         tokio::spawn(forward_signals(shutdown.clone()));
         sitg_bot::operator::run(options, shutdown.cancelled_owned()).await?;
+        Ok(())
+    })
+}
+
+fn run_sandbox(args: sitg_bot::sandbox::standalone::SandboxArgs) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    runtime()?.block_on(async move {
+        tokio::spawn(forward_signals(shutdown.clone()));
+        sitg_bot::sandbox::standalone::run(args, shutdown.cancelled_owned()).await?;
         Ok(())
     })
 }

@@ -9,6 +9,8 @@
 //!   closing, installation repositories, with fault injection.
 //! - [`keys`]: fresh RSA key pairs for a simulated GitHub App.
 //! - [`serve()`] / [`Served`]: run a simulator's router on a socket.
+//! - [`standalone`]: both simulators as their own process (`sitg-bot sandbox`), for
+//!   load harnesses.
 //!
 //! Both simulators are written from the contract alone and share no code with the
 //! worker's clients, so a test of the worker against them checks the worker against the
@@ -21,5 +23,6 @@ pub mod github;
 pub mod keys;
 pub mod peers;
 mod serve;
+pub mod standalone;
 
 pub use serve::{Served, serve};

@@ -222,6 +222,12 @@ fn required<T>(value: Option<T>, field: &str) -> Result<T, PayloadError> {
 fn positive_id(value: Option<u64>, field: &str) -> Result<u64, PayloadError> {
     match required(value, field)? {
         0 => Err(PayloadError::new(field, "must be a positive integer")),
+        // The backend keeps ids in signed 64-bit columns; a larger one would be refused
+        // there and the delivery failed at every redelivery.
+        id if i64::try_from(id).is_err() => Err(PayloadError::new(
+            field,
+            "must be at most 9223372036854775807",
+        )),
         id => Ok(id),
     }
 }
