@@ -4,6 +4,9 @@
 # arguments go to `sitg-bot dev` (e.g. `--once`, `--port 0`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/cache/sitg-bot/cargo-target}"
+# shellcheck source=scripts/lib/cache.sh
+. scripts/lib/cache.sh
 scripts/fetch-fixtures.sh
-exec cargo run --quiet --locked -- dev "$@"
+echo "[dev] building sitg-bot (the first build takes a few minutes)..." >&2
+cargo build --quiet --locked
+exec "$CARGO_TARGET_DIR/debug/sitg-bot" dev "$@"

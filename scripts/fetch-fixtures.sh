@@ -3,14 +3,16 @@
 # into a fixed cache folder outside the clone. The payloads are never copied into the
 # repository. Idempotent: a second run only checks the version.
 #
-#   scripts/fetch-fixtures.sh            install into $SITG_FIXTURES_DIR (default /var/cache/sitg-bot/npm)
+#   scripts/fetch-fixtures.sh            install into $SITG_FIXTURES_DIR (default: see scripts/lib/cache.sh)
 #
 # The worker's tests and `sitg-bot dev` read them from
 # $SITG_FIXTURES_DIR/node_modules/@octokit/webhooks-examples (or SITG_WEBHOOK_EXAMPLES).
 set -euo pipefail
 
 VERSION="${WEBHOOKS_EXAMPLES_VERSION:-7.6.1}"
-DIR="${SITG_FIXTURES_DIR:-/var/cache/sitg-bot/npm}"
+# shellcheck source=scripts/lib/cache.sh
+. "$(dirname "$0")/lib/cache.sh"
+DIR="$SITG_FIXTURES_DIR"
 PKG="$DIR/node_modules/@octokit/webhooks-examples"
 
 installed=""

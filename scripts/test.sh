@@ -18,7 +18,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$(pwd)"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/cache/sitg-bot/cargo-target}"
+# shellcheck source=scripts/lib/cache.sh
+. scripts/lib/cache.sh
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 step() { printf '\n==> %s\n' "$*" >&2; }
@@ -34,7 +35,7 @@ step "control plane binaries (built once from Go modules, then cached)"
 scripts/control-plane.sh build
 
 step "shellcheck"
-shellcheck scripts/*.sh deploy/scripts/*.sh .ci/run
+shellcheck -x scripts/*.sh scripts/lib/*.sh deploy/scripts/*.sh .ci/run
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

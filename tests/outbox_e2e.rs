@@ -54,16 +54,23 @@ fn fast_poll() -> [(&'static str, &'static str); 1] {
 async fn the_marked_comment_on_page_three_is_updated_not_duplicated() {
     let peers = setup().await;
     let marker = "sitg:gate:page-three";
-    peers
-        .github
-        .seed_comments(REPO, 42, 250, |i| {
-            if i == 230 {
-                format!("old gate text\n\n<!-- {marker} -->")
-            } else {
-                format!("comment {i}")
-            }
-        })
-        .unwrap();
+    // 250 comments a second apart; the App's marked one is the 231st (page 3 of 100).
+    let start = chrono::Utc::now() - chrono::Duration::seconds(300);
+    for i in 0..250 {
+        let at = start + chrono::Duration::seconds(i);
+        let (author, body) = if i == 230 {
+            (
+                "sitg-bot[bot]",
+                format!("old gate text\n\n<!-- {marker} -->"),
+            )
+        } else {
+            ("octocat", format!("comment {i}"))
+        };
+        peers
+            .github
+            .add_comment(REPO, 42, author, &body, at)
+            .unwrap();
+    }
     let id = peers
         .backend
         .enqueue_action(upsert(42, "New gate text.", marker));
@@ -463,4 +470,94 @@ async fn a_backend_outage_while_reporting_loses_no_result() {
     assert_eq!(records[0].status, ActionStatus::Done, "{records:#?}");
     assert_eq!(records[0].results.len(), 1);
     assert_eq!(peers.backend.stats().replays_rejected, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn actions_on_one_comment_apply_in_order_without_duplicates() {
+    let peers = setup().await;
+    let base = chrono::Utc::now() - chrono::Duration::seconds(10);
+    let ids: Vec<Uuid> = (1..=4)
+        .map(|v| {
+            peers.backend.enqueue_action(NewAction {
+                created_at: Some(base + chrono::Duration::seconds(v)),
+                ..upsert(400, &format!("version {v}"), "sitg:gate:ordered")
+            })
+        })
+        .collect();
+    let _worker = spawn_worker(&peers, &fast_poll()).await;
+    settled(&peers, &ids, Duration::from_secs(20)).await;
+    let comments = peers.github.comments(REPO, 400);
+    assert_eq!(comments.len(), 1, "{comments:#?}");
+    assert_eq!(comments[0].body, "version 4\n\n<!-- sitg:gate:ordered -->");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persons_comment_quoting_the_marker_is_never_touched() {
+    let peers = setup().await;
+    let quoted = "I saw <!-- sitg:gate:quoted --> in the source";
+    let theirs = peers
+        .github
+        .add_comment(REPO, 401, "mallory", quoted, chrono::Utc::now())
+        .unwrap();
+    let id = peers
+        .backend
+        .enqueue_action(upsert(401, "Gate text.", "sitg:gate:quoted"));
+    let _worker = spawn_worker(&peers, &fast_poll()).await;
+    settled(&peers, &[id], Duration::from_secs(20)).await;
+    let comments = peers.github.comments(REPO, 401);
+    assert_eq!(comments.len(), 2);
+    let person = comments
+        .iter()
+        .find(|c| c.id == theirs)
+        .expect("their comment stays");
+    assert_eq!(person.body, quoted);
+    assert!(
+        comments
+            .iter()
+            .any(|c| c.author_is_bot && c.body == "Gate text.\n\n<!-- sitg:gate:quoted -->")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_actions_do_not_starve_the_rest_of_the_queue() {
+    let peers = setup().await;
+    peers
+        .github
+        .add_installation(
+            32,
+            "healthy-org",
+            "Organization",
+            [(9100, "healthy-org/app")],
+        )
+        .unwrap();
+    // Installation 31 always fails; its actions are older, so the backend hands them
+    // out first, again and again.
+    peers
+        .github
+        .inject(FaultRule::new(Fault::Status(500)).installation(INSTALLATION));
+    let old = chrono::Utc::now() - chrono::Duration::seconds(60);
+    for i in 0..8 {
+        peers.backend.enqueue_action(NewAction {
+            created_at: Some(old),
+            ..upsert(500 + i, "x", &format!("sitg:gate:f{i}"))
+        });
+    }
+    let healthy = peers.backend.enqueue_action(NewAction::upsert_comment(
+        32,
+        9100,
+        "healthy-org/app",
+        1,
+        "ok",
+        "sitg:gate:healthy",
+    ));
+    let _worker = spawn_worker(
+        &peers,
+        &[
+            ("OUTBOX_POLL_INTERVAL_MS", "500"),
+            ("OUTBOX_CLAIM_LIMIT", "2"),
+        ],
+    )
+    .await;
+    let records = settled(&peers, &[healthy], Duration::from_secs(30)).await;
+    assert_eq!(records[0].status, ActionStatus::Done);
 }

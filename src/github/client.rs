@@ -142,6 +142,33 @@ struct IssueComment {
     id: u64,
     #[serde(default)]
     body: Option<String>,
+    #[serde(default)]
+    user: Option<CommentAuthor>,
+    #[serde(default)]
+    performed_via_github_app: Option<IdOnly>,
+}
+
+#[derive(Deserialize)]
+struct CommentAuthor {
+    #[serde(rename = "type", default)]
+    kind: Option<String>,
+    #[serde(default)]
+    login: Option<String>,
+}
+
+impl IssueComment {
+    /// Written by this App: GitHub names the App in `performed_via_github_app`, or the
+    /// author is a bot account (`type: Bot`, login `…[bot]`). A person quoting the marker
+    /// must never have their comment rewritten or deleted.
+    fn written_by_app(&self, app_id: u64) -> bool {
+        if let Some(app) = &self.performed_via_github_app {
+            return app.id == app_id;
+        }
+        self.user.as_ref().is_some_and(|u| {
+            u.kind.as_deref() == Some("Bot")
+                && u.login.as_deref().is_some_and(|l| l.ends_with("[bot]"))
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -434,11 +461,16 @@ impl GitHubClient {
                 .installation_request(Route::ListComments, Method::GET, url, None, installation)
                 .await?;
             let page: Vec<IssueComment> = parse_json(&reply.body, "issue comments")?;
-            marked.extend(page.into_iter().filter_map(|c| {
-                c.body
-                    .filter(|b| b.contains(marker))
-                    .map(|body| MarkedComment { id: c.id, body })
-            }));
+            let app_id = self.inner.app_id;
+            marked.extend(
+                page.into_iter()
+                    .filter(|c| c.written_by_app(app_id))
+                    .filter_map(|c| {
+                        c.body
+                            .filter(|b| b.contains(marker))
+                            .map(|body| MarkedComment { id: c.id, body })
+                    }),
+            );
             match self.next_page(&reply.headers)? {
                 Some(next) => url = next,
                 None => return Ok(marked),

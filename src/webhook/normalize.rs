@@ -86,7 +86,12 @@ pub fn validate_delivery_id(value: Option<&str>) -> Result<&str, PayloadError> {
     let id = value
         .map(str::trim)
         .filter(|v| !v.is_empty())
-        .ok_or_else(|| PayloadError::new("X-GitHub-Delivery", "header is missing"))?;
+        .ok_or_else(|| {
+            PayloadError::new(
+                "X-GitHub-Delivery",
+                "header is missing or not printable ASCII",
+            )
+        })?;
     if id.len() > MAX_NAME_LEN || !id.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(PayloadError::new(
             "X-GitHub-Delivery",

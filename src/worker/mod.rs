@@ -111,8 +111,8 @@ fn ops_routes() -> Router<AppState> {
         .route("/metrics", get(health::metrics))
 }
 
-/// Keeps readiness current: probes the backend every second until it answers, then every 5 s
-/// (backend calls in between update it too).
+/// Keeps readiness current: probes the backend every 5 s, and every second after a
+/// failed probe (three failures in a row make the worker unready).
 async fn watch_backend(state: AppState, shutdown: CancellationToken) {
     loop {
         let reachable = state.backend.probe().await;
