@@ -302,6 +302,14 @@ fn parse_http_url(var: &'static str, raw: &str) -> Result<Url, ConfigError> {
             format!("must be an http(s) URL with a host, got {raw:?}"),
         ));
     }
+    if !url.username().is_empty() || url.password().is_some() {
+        // Credentials in a URL end up in logs; the backend and GitHub get theirs from
+        // the dedicated variables.
+        return Err(ConfigError::invalid(
+            var,
+            "must not carry user:password@ (use the secret variables instead)",
+        ));
+    }
     if url.query().is_some() || url.fragment().is_some() {
         return Err(ConfigError::invalid(
             var,
@@ -318,7 +326,7 @@ pub fn unescape_pem(raw: &str) -> String {
     if trimmed.contains('\n') {
         trimmed.to_owned()
     } else {
-        trimmed.replace("\\n", "\n")
+        trimmed.replace("\\r\\n", "\n").replace("\\n", "\n")
     }
 }
 
@@ -446,6 +454,8 @@ mod tests {
             ("GITHUB_API_BASE_URL", "ftp://x"),
             ("BACKEND_BASE_URL", "sitg.io"),
             ("BACKEND_BASE_URL", "https://sitg.io/?a=b"),
+            ("BACKEND_BASE_URL", "https://user:pw@sitg.io"),
+            ("GITHUB_API_BASE_URL", "https://token@ghe.example/api/v3"),
             ("WORKER_ID", "a:b"),
             ("WORKER_ID", "has space"),
             ("OUTBOX_POLLING_ENABLED", "maybe"),
@@ -511,6 +521,10 @@ mod tests {
         assert_eq!(
             unescape_pem("\"-----BEGIN X-----\\nAAA\\n-----END X-----\\n\""),
             "-----BEGIN X-----\nAAA\n-----END X-----\n"
+        );
+        assert_eq!(
+            unescape_pem("-----BEGIN X-----\\r\\nAAA\\r\\n-----END X-----"),
+            "-----BEGIN X-----\nAAA\n-----END X-----"
         );
     }
 }

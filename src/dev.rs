@@ -106,7 +106,7 @@ fn chosen(examples: &Examples) -> Vec<&examples::Example> {
 /// Runs the demonstration; see the module documentation.
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     crate::tls::install_crypto_provider();
-    let _log = crate::telemetry::init(LogFormat::Text, "warn");
+    let _log = crate::telemetry::init(LogFormat::Text, "error");
     let examples = Examples::load(&args.examples)?;
     let peers = Peers::start().await.context("starting the simulators")?;
     peers.install_for_examples(&examples)?;

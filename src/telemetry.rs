@@ -30,7 +30,10 @@ pub fn init(format: LogFormat, default_level: &str) -> WorkerGuard {
             .with_current_span(false)
             .with_span_list(false)
             .try_init(),
-        LogFormat::Text => builder.try_init(),
+        // Colour only on a terminal; piped text stays plain.
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            .try_init(),
     };
     // Already installed (tests, dev mode): the existing subscriber keeps working.
     drop(result);

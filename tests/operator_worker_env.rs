@@ -83,3 +83,88 @@ async fn worker_pods_get_every_variable_the_worker_reads() {
     .collect();
     assert_eq!(env, expected);
 }
+
+/// The pod spec really configures a working worker: the env of a pod the operator's
+/// Deployment produced, resolved as the kubelet would, starts the real binary against
+/// the simulators and `/readyz` answers 200. Only the two ports are moved off 8080/9090,
+/// which the test host may already use; every other variable is taken as resolved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_resolved_pod_env_starts_a_ready_worker() {
+    sitg_bot::tls::install_crypto_provider();
+    let peers = sitg_bot::sandbox::peers::Peers::start()
+        .await
+        .expect("simulators");
+    let (client, ns) = setup("op-run").await;
+    put_secret(
+        &client,
+        &ns,
+        "bot",
+        &[
+            ("webhook", peers.webhook_secret.expose()),
+            ("private-key", peers.app_key.private_pem.expose()),
+            ("hmac", peers.hmac_secret.expose()),
+        ],
+    )
+    .await;
+    let _controller = start_controller(&client, &ns);
+    let mut fleet = sample_fleet("live");
+    fleet.spec.github.app_id = sitg_bot::sandbox::peers::SANDBOX_APP_ID as i64;
+    fleet.spec.github.api_base_url = peers.github_server.base_url();
+    fleet.spec.backend.base_url = peers.backend_server.base_url();
+    fleet.spec.backend.bot_key_id = sitg_bot::sandbox::peers::SANDBOX_KEY_ID.to_owned();
+    create_fleet(&client, &ns, &fleet).await;
+
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let pod = wait_for("a worker pod", || async {
+        pods.list(&ListParams::default().labels("app.kubernetes.io/instance=live"))
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .next()
+    })
+    .await;
+    let pod_name = pod.metadata.name.clone().expect("pod name");
+    let container = &pod.spec.as_ref().expect("pod spec").containers[0];
+    let mut env = resolve_env(&client, &ns, &pod_name, container).await;
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port")
+    };
+    let (port, metrics_port) = (free(), free());
+    env.insert("PORT".into(), port.to_string());
+    env.insert("METRICS_PORT".into(), metrics_port.to_string());
+
+    let mut worker = std::process::Command::new(env!("CARGO_BIN_EXE_sitg-bot"))
+        .args(container.args.clone().unwrap_or_default())
+        .env_clear()
+        .envs(&env)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("worker starts");
+    let http = reqwest::Client::new();
+    let ready = async {
+        loop {
+            let status = http
+                .get(format!("http://127.0.0.1:{metrics_port}/readyz"))
+                .send()
+                .await
+                .map(|r| r.status().as_u16());
+            if matches!(status, Ok(200)) {
+                return;
+            }
+            if let Ok(Some(exit)) = worker.try_wait() {
+                panic!("worker exited with {exit} on the pod's env");
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    };
+    let became_ready = tokio::time::timeout(std::time::Duration::from_secs(30), ready).await;
+    let _ = worker.kill();
+    let _ = worker.wait();
+    assert!(became_ready.is_ok(), "/readyz never answered 200");
+    // The worker's claims reached the simulated backend, signed with the pod's key.
+    assert_eq!(peers.backend.stats().auth_failures_total(), 0);
+}

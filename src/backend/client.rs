@@ -1,7 +1,7 @@
 //! HTTP client for the backend's internal API: signing, retries and deadlines.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use backon::{ExponentialBuilder, Retryable};
@@ -17,6 +17,14 @@ use super::types::{
     ResultResponse,
 };
 use crate::secret::SecretString;
+
+/// Characters escaped in a path segment: everything but RFC 3986's unreserved ones, so
+/// a UUID stays as it is.
+const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
 
 /// Settings of a [`BackendClient`].
 #[derive(Debug, Clone)]
@@ -150,8 +158,14 @@ struct Inner {
     clock: SignatureClock,
     service_token: Option<SecretString>,
     reachable: AtomicBool,
+    /// Probes failed in a row; readiness drops only after [`UNREACHABLE_AFTER`] of them.
+    probe_failures: AtomicU32,
     metrics: Metrics,
 }
+
+/// Failed probes in a row before the backend counts as unreachable: one lost request
+/// must not take every replica out of the load balancer at once.
+const UNREACHABLE_AFTER: u32 = 3;
 
 /// Client of `/internal/v2`, cheap to clone.
 ///
@@ -189,18 +203,20 @@ impl BackendClient {
                 clock: SignatureClock::default(),
                 service_token: config.service_token.filter(|t| !t.is_empty()),
                 reachable: AtomicBool::new(false),
+                probe_failures: AtomicU32::new(0),
                 metrics: Metrics::register(registry)?,
             }),
         })
     }
 
-    /// Whether the last attempt got an HTTP answer (any status) from the backend.
+    /// Whether the backend answers HTTP: set by any answer (any status), cleared after
+    /// three failed probes in a row.
     pub fn is_reachable(&self) -> bool {
         self.inner.reachable.load(Ordering::Relaxed)
     }
 
     /// Checks that the backend answers HTTP at all (`GET {base}/`, any status counts),
-    /// for readiness. Returns the new reachability.
+    /// for readiness. Returns whether this probe got an answer.
     pub async fn probe(&self) -> bool {
         let ok = self
             .inner
@@ -210,7 +226,13 @@ impl BackendClient {
             .send()
             .await
             .is_ok();
-        self.inner.reachable.store(ok, Ordering::Relaxed);
+        let inner = &self.inner;
+        if ok {
+            inner.probe_failures.store(0, Ordering::Relaxed);
+            inner.reachable.store(true, Ordering::Relaxed);
+        } else if inner.probe_failures.fetch_add(1, Ordering::Relaxed) + 1 >= UNREACHABLE_AFTER {
+            inner.reachable.store(false, Ordering::Relaxed);
+        }
         ok
     }
 
@@ -278,7 +300,19 @@ impl BackendClient {
             )
             .await
             .map_err(|(e, _)| e)?;
-        Ok(resp.actions)
+        Ok(resp
+            .actions
+            .into_iter()
+            .filter_map(|raw| {
+                let text = raw.to_string();
+                let action = ClaimedAction::from_claimed_json(raw);
+                if action.is_none() {
+                    // Claimed but unreportable: only an operator can release it.
+                    tracing::error!(event = "claimed_action_without_id", action = %text);
+                }
+                action
+            })
+            .collect())
     }
 
     /// Reports an action's result (contract §1.5).
@@ -297,7 +331,10 @@ impl BackendClient {
             worker_id: &request.worker_id,
             outcome: request.outcome.as_str(),
         };
-        let path = format!("/internal/v2/bot-actions/{action_id}/result");
+        // The id is the backend's, but it goes into a URL path: encode it as one segment
+        // so an odd id can never address another endpoint.
+        let encoded = percent_encoding::utf8_percent_encode(action_id, PATH_SEGMENT);
+        let path = format!("/internal/v2/bot-actions/{encoded}/result");
         match self
             .post::<_, ResultResponse>("result", &path, &message.to_string(), request, policy)
             .await
@@ -420,7 +457,6 @@ impl BackendClient {
         let response = match result {
             Ok(r) => r,
             Err(e) => {
-                inner.reachable.store(false, Ordering::Relaxed);
                 inner
                     .metrics
                     .requests

@@ -117,7 +117,7 @@ pub struct ClaimRequest {
 /// One claimed action, kept loose (`serde_json::Value` where the backend may send
 /// anything) so a malformed action can still be reported `FAILED` by id instead of
 /// failing the whole claim.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ClaimedAction {
     pub id: String,
     #[serde(default)]
@@ -141,10 +141,28 @@ pub struct ClaimedAction {
     pub created_at: Option<String>,
 }
 
-/// Response of a claim.
+/// Response of a claim. Each element stays raw JSON until
+/// [`ClaimedAction::from_claimed_json`] reads it, so one odd row cannot hide the others.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClaimResponse {
-    pub actions: Vec<ClaimedAction>,
+    pub actions: Vec<serde_json::Value>,
+}
+
+impl ClaimedAction {
+    /// Reads one element of a claim. An element whose other fields do not fit keeps its
+    /// id (a string, or a number as text) so it can still be reported `FAILED`; `None`
+    /// only when it has no usable id at all.
+    pub fn from_claimed_json(value: serde_json::Value) -> Option<Self> {
+        let id = match value.get("id") {
+            Some(serde_json::Value::String(s)) if !s.is_empty() => s.clone(),
+            Some(serde_json::Value::Number(n)) => n.to_string(),
+            _ => return None,
+        };
+        Some(serde_json::from_value::<Self>(value).unwrap_or(Self {
+            id,
+            ..Self::default()
+        }))
+    }
 }
 
 /// What happened to an action (contract §1.5).
@@ -220,10 +238,28 @@ mod tests {
     #[test]
     fn a_claimed_action_with_odd_fields_still_parses_by_id() {
         let claim: ClaimResponse = serde_json::from_str(
-            r#"{"actions":[{"id":"a1","action_type":7,"installation_id":"x","payload":null,"attempts":2}]}"#,
+            r#"{"actions":[
+                {"id":"a1","action_type":7,"installation_id":"x","payload":null,"attempts":2},
+                {"id":"a2","attempts":null,"created_at":5},
+                {"id":17},
+                {"action_type":"UPSERT_PR_COMMENT"}
+            ]}"#,
         )
         .unwrap();
-        assert_eq!(claim.actions[0].id, "a1");
-        assert_eq!(claim.actions[0].attempts, 2);
+        let read: Vec<_> = claim
+            .actions
+            .into_iter()
+            .map(ClaimedAction::from_claimed_json)
+            .collect();
+        assert_eq!(read[0].as_ref().unwrap().id, "a1");
+        assert_eq!(read[0].as_ref().unwrap().attempts, 2);
+        // Fields that do not fit fall back to defaults, keeping the id for the report.
+        assert_eq!(read[1].as_ref().unwrap().id, "a2");
+        assert_eq!(
+            read[1].as_ref().unwrap().action_type,
+            serde_json::Value::Null
+        );
+        assert_eq!(read[2].as_ref().unwrap().id, "17");
+        assert!(read[3].is_none());
     }
 }

@@ -142,6 +142,33 @@ struct IssueComment {
     id: u64,
     #[serde(default)]
     body: Option<String>,
+    #[serde(default)]
+    user: Option<CommentAuthor>,
+    #[serde(default)]
+    performed_via_github_app: Option<IdOnly>,
+}
+
+#[derive(Deserialize)]
+struct CommentAuthor {
+    #[serde(rename = "type", default)]
+    kind: Option<String>,
+    #[serde(default)]
+    login: Option<String>,
+}
+
+impl IssueComment {
+    /// Written by this App: GitHub names the App in `performed_via_github_app`, or the
+    /// author is a bot account (`type: Bot`, login `…[bot]`). A person quoting the marker
+    /// must never have their comment rewritten or deleted.
+    fn written_by_app(&self, app_id: u64) -> bool {
+        if let Some(app) = &self.performed_via_github_app {
+            return app.id == app_id;
+        }
+        self.user.as_ref().is_some_and(|u| {
+            u.kind.as_deref() == Some("Bot")
+                && u.login.as_deref().is_some_and(|l| l.ends_with("[bot]"))
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -434,11 +461,16 @@ impl GitHubClient {
                 .installation_request(Route::ListComments, Method::GET, url, None, installation)
                 .await?;
             let page: Vec<IssueComment> = parse_json(&reply.body, "issue comments")?;
-            marked.extend(page.into_iter().filter_map(|c| {
-                c.body
-                    .filter(|b| b.contains(marker))
-                    .map(|body| MarkedComment { id: c.id, body })
-            }));
+            let app_id = self.inner.app_id;
+            marked.extend(
+                page.into_iter()
+                    .filter(|c| c.written_by_app(app_id))
+                    .filter_map(|c| {
+                        c.body
+                            .filter(|b| b.contains(marker))
+                            .map(|body| MarkedComment { id: c.id, body })
+                    }),
+            );
             match self.next_page(&reply.headers)? {
                 Some(next) => url = next,
                 None => return Ok(marked),
@@ -538,6 +570,7 @@ impl GitHubClient {
         }
         if !comment_ids.is_empty() {
             info!(
+                event = "removed_duplicate_marked_comments",
                 installation_id = installation.id,
                 repo = %repo,
                 duplicates = comment_ids.len(),
@@ -569,6 +602,7 @@ impl GitHubClient {
             .await?;
         if reply.status == StatusCode::UNAUTHORIZED {
             warn!(
+                event = "installation_token_refused",
                 installation_id = installation.id,
                 route = route.as_label(),
                 "GitHub refused the installation access token; minting a new one"
@@ -647,6 +681,7 @@ impl GitHubClient {
         match self.repo_installation(requested, repo).await? {
             Some(found) if found != target => {
                 info!(
+                    event = "installation_resolved_from_repository",
                     installation_id = requested,
                     resolved_installation_id = found,
                     repo = %repo,
@@ -691,6 +726,7 @@ impl GitHubClient {
         })?;
         self.inner.metrics.token_minted();
         info!(
+            event = "installation_access_token_minted",
             installation_id = target,
             expires_at = %minted.expires_at,
             "installation access token minted"
@@ -741,7 +777,11 @@ impl GitHubClient {
             .map_err(|e| GitHubError::Jwt(e.to_string()))?;
         let reply = self.send(call, method, url, &jwt, None).await?;
         if reply.status == StatusCode::UNAUTHORIZED {
-            warn!(route = call.route.as_label(), "GitHub refused the App JWT");
+            warn!(
+                event = "app_jwt_refused",
+                route = call.route.as_label(),
+                "GitHub refused the App JWT"
+            );
             self.inner.jwt.evict();
         }
         Ok(reply)
@@ -784,6 +824,7 @@ impl GitHubClient {
         match result {
             Ok(reply) => {
                 debug!(
+                    event = "github_request",
                     route = call.route.as_label(),
                     installation_id = call.installation.id,
                     repo = call.installation.repo.map(tracing::field::display),
@@ -796,6 +837,7 @@ impl GitHubClient {
             Err(err) => {
                 let err = GitHubError::from_reqwest(&err);
                 warn!(
+                    event = "github_request_failed",
                     route = call.route.as_label(),
                     installation_id = call.installation.id,
                     repo = call.installation.repo.map(tracing::field::display),
@@ -825,6 +867,7 @@ impl GitHubClient {
                     .pause(installation_id, Instant::now() + pause.wait, secondary);
             self.inner.metrics.rate_limited(pause.kind);
             warn!(
+                event = "github_rate_limited",
                 route = call.route.as_label(),
                 installation_id,
                 status = reply.status.as_u16(),
@@ -850,6 +893,7 @@ impl GitHubClient {
             },
         };
         warn!(
+            event = "github_refused_the_request",
             route = call.route.as_label(),
             installation_id,
             repo = call.installation.repo.map(tracing::field::display),

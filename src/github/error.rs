@@ -173,7 +173,7 @@ mod tests {
             ),
             (
                 GitHubError::Key(KeyError::Empty),
-                false,
+                true,
                 "GITHUB_APP_MISCONFIGURED",
             ),
         ];

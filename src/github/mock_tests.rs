@@ -372,12 +372,18 @@ impl Respond for PagedComments {
         let last = (page * 100).min(250);
         let comments: Vec<Value> = (first..=last)
             .map(|id| {
-                let body = self
-                    .marked
-                    .iter()
-                    .find(|(m, _)| *m == id)
-                    .map_or_else(|| format!("comment {id}"), |(_, b)| b.clone());
-                json!({ "id": id, "body": body, "user": { "login": "someone" } })
+                match self.marked.iter().find(|(m, _)| *m == id) {
+                    Some((_, body)) => json!({
+                        "id": id, "body": body,
+                        "user": { "login": "sitg-bot[bot]", "type": "Bot" },
+                        "performed_via_github_app": { "id": APP_ID },
+                    }),
+                    // People may quote the marker; their comments are never ours.
+                    None if id == 5 => json!({
+                        "id": id, "body": MARKER, "user": { "login": "someone", "type": "User" }
+                    }),
+                    None => json!({ "id": id, "body": format!("comment {id}"), "user": { "login": "someone", "type": "User" } }),
+                }
             })
             .collect();
         let mut template = ResponseTemplate::new(200).set_body_json(comments);
@@ -509,7 +515,7 @@ async fn created_then_unchanged() {
         .and(path(COMMENTS))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!([
             { "id": 3, "body": "hello" },
-            { "id": 11, "body": marked_body("gate") }
+            { "id": 11, "body": marked_body("gate"), "user": { "login": "sitg-bot[bot]", "type": "Bot" } }
         ])))
         .expect(1)
         .mount(&server)
@@ -991,7 +997,8 @@ fn bad_private_key_fails_construction() {
         matches!(err, GitHubError::Key(KeyError::NotRsaPrivateKeyPem)),
         "{err:?}"
     );
-    assert!(!err.is_retryable());
+    // Configuration is at fault, not an action: actions are kept for a fixed fleet.
+    assert!(err.is_retryable());
 }
 
 #[test]

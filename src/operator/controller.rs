@@ -119,7 +119,7 @@ async fn reconcile(fleet: Arc<BotFleet>, ctx: Arc<Context>) -> Result<Action, Er
     let result = reconcile_fleet(&ctx.client, &ctx.recorder, &fleet).await;
     timer.observe_duration();
     let report = result?;
-    debug!(fleet = %fleet.name_any(), ?report, "reconciled");
+    debug!(event = "reconciled", fleet = %fleet.name_any(), ?report, "reconciled");
     ctx.clear_failures(&ObjectRef::from_obj(&*fleet));
     Ok(Action::requeue(RESYNC))
 }
@@ -132,6 +132,7 @@ fn error_policy(fleet: Arc<BotFleet>, error: &Error, ctx: Arc<Context>) -> Actio
     let attempt = ctx.record_failure(ObjectRef::from_obj(&*fleet));
     let delay = backoff_delay(attempt);
     warn!(
+        event = "reconcile_failed",
         fleet = %fleet.name_any(),
         namespace = fleet.namespace().unwrap_or_default(),
         error = %error,
@@ -208,7 +209,7 @@ pub async fn run_controller(
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
             if let Err(e) = result {
-                debug!(error = %e, "controller event");
+                debug!(event = "controller_event", error = %e, "controller event");
             }
         })
         .await;

@@ -86,7 +86,7 @@ where
     tokio::pin!(shutdown);
 
     let outcome = loop {
-        info!(lease = %settings.name, identity = %settings.identity, "waiting for leadership");
+        info!(event = "waiting_for_leadership", lease = %settings.name, identity = %settings.identity, "waiting for leadership");
         tokio::select! {
             () = &mut shutdown => break Ok(()),
             acquired = is_leader.wait_for(|leader| *leader) => {
@@ -95,7 +95,7 @@ where
                 }
             }
         }
-        info!(lease = %settings.name, identity = %settings.identity, "acquired leadership");
+        info!(event = "acquired_leadership", lease = %settings.name, identity = %settings.identity, "acquired leadership");
         metrics.leader.set(1);
         let controller = lead();
         tokio::pin!(controller);

@@ -33,7 +33,8 @@
 //!
 //! In the Lease namespace: `coordination.k8s.io` `leases`: get, create, patch.
 //! With `--apply-crd` only, cluster-wide: `apiextensions.k8s.io`
-//! `customresourcedefinitions`: get, list, watch, create, patch.
+//! `customresourcedefinitions` named `botfleets.sitg.io`: get, list, watch, patch
+//! (the Helm chart grants these; create is needed only when the CRD does not exist yet).
 
 pub mod apply;
 pub mod build;

@@ -70,7 +70,7 @@ pub async fn reconcile_fleet(
             let status_written =
                 write_status(client, &namespace, fleet, Some(&deployment), None).await?;
             if !changed.is_empty() {
-                info!(fleet = %name, namespace = %namespace, ?changed, "applied children");
+                info!(event = "applied_children", fleet = %name, namespace = %namespace, ?changed, "applied children");
                 publish(
                     recorder,
                     fleet,
@@ -255,6 +255,6 @@ async fn publish(
         secondary: None,
     };
     if let Err(e) = recorder.publish(&event, &fleet.object_ref(&())).await {
-        warn!(fleet = %fleet.name_any(), error = %e, "could not publish event");
+        warn!(event = "could_not_publish_event", fleet = %fleet.name_any(), error = %e, "could not publish event");
     }
 }

@@ -57,7 +57,8 @@ pub struct OperatorOptions {
     pub metrics_addr: SocketAddr,
     /// Server-side-apply the BotFleet CRD of this release at start and wait until it
     /// is established: the upgrade path for the CRD (Helm never upgrades `crds/`).
-    /// Needs create/patch on customresourcedefinitions.
+    /// Needs get, list, watch and patch on customresourcedefinitions/botfleets.sitg.io
+    /// (and create if the CRD does not exist yet).
     #[arg(long, env = "SITG_OPERATOR_APPLY_CRD", default_value_t = false)]
     pub apply_crd: bool,
 }
@@ -122,7 +123,7 @@ pub async fn apply_crd(client: &Client) -> Result<(), RunError> {
     let established = await_condition(api, &name, conditions::is_crd_established());
     match tokio::time::timeout(CRD_ESTABLISH_TIMEOUT, established).await {
         Ok(Ok(_)) => {
-            info!(crd = %name, "CRD applied and established");
+            info!(event = "crd_applied_and_established", crd = %name, "CRD applied and established");
             Ok(())
         }
         Ok(Err(_)) | Err(_) => Err(RunError::CrdNotEstablished(CRD_ESTABLISH_TIMEOUT)),
@@ -158,7 +159,7 @@ pub async fn run(
             addr: options.metrics_addr,
             source,
         })?;
-    info!(addr = %options.metrics_addr, "serving /metrics and /healthz");
+    info!(event = "operator_http_serving", addr = %options.metrics_addr, "serving /metrics and /healthz");
     let server = tokio::spawn(http::serve(
         listener,
         metrics.clone(),
@@ -168,7 +169,7 @@ pub async fn run(
     let signal_stop = stop.clone();
     tokio::spawn(async move {
         shutdown.await;
-        info!("shutdown requested");
+        info!(event = "shutdown_requested", "shutdown requested");
         signal_stop.cancel();
     });
 
@@ -193,7 +194,7 @@ pub async fn run(
             .lease_grace_seconds
             .min(options.lease_duration_seconds.saturating_sub(1)),
     };
-    info!(?scope, lease = %lease.name, lease_namespace = %lease.namespace, %identity, "starting operator");
+    info!(event = "operator_starting", ?scope, lease = %lease.name, lease_namespace = %lease.namespace, %identity, "starting operator");
 
     let ctx = Arc::new(Context::new(client.clone(), metrics.clone(), &identity));
     let lead = || run_controller(ctx.clone(), scope.clone(), stop.clone().cancelled_owned());

@@ -126,21 +126,20 @@ pub fn validate(action: &ClaimedAction) -> Result<ValidAction, InvalidAction> {
 /// when it already is an HTML comment.
 pub fn marker_html(marker: &str) -> Result<String, InvalidAction> {
     let marker = marker.trim();
-    if marker.starts_with("<!--") {
-        if !marker.ends_with("-->") || marker.len() < 7 {
-            return Err(invalid(
-                "payload.comment_marker starts an HTML comment it does not end",
-            ));
-        }
-        return Ok(marker.to_owned());
-    }
-    // Inside a comment, "--" could end it early and show the marker on the page.
-    if marker.contains("--") || marker.contains('\n') {
+    let inner = match marker.strip_prefix("<!--") {
+        Some(rest) => rest.strip_suffix("-->").ok_or_else(|| {
+            invalid("payload.comment_marker starts an HTML comment it does not end")
+        })?,
+        None => marker,
+    };
+    // Inside a comment, "--" could end it early and put text on the page; control
+    // characters have no place in a marker.
+    if inner.trim().is_empty() || inner.contains("--") || inner.chars().any(char::is_control) {
         return Err(invalid(
-            "payload.comment_marker must not contain \"--\" or line breaks",
+            "payload.comment_marker must be non-empty, without \"--\" or control characters",
         ));
     }
-    Ok(format!("<!-- {marker} -->"))
+    Ok(format!("<!-- {} -->", inner.trim()))
 }
 
 /// Visible note placed where a too-long comment was cut.

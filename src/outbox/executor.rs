@@ -127,7 +127,7 @@ impl Executor {
     }
 
     /// Waits `delay`, or returns false when `stop` fires first.
-    async fn pause(delay: Duration, stop: &CancellationToken) -> bool {
+    pub async fn pause(delay: Duration, stop: &CancellationToken) -> bool {
         if delay.is_zero() {
             return !stop.is_cancelled();
         }
@@ -137,14 +137,31 @@ impl Executor {
         }
     }
 
-    /// Holds (per [`RetryPolicy::hold_for`]), then executes `action` with retries.
+    /// A release report when `action`'s installation is paused by a rate limit for longer
+    /// than the executor would wait: holding the action would only block the queue.
+    pub fn release_if_rate_limited(&self, action: &ValidAction) -> Option<Report> {
+        let until = self
+            .github
+            .installation_paused_until(action.installation_id)?;
+        let wait = until.saturating_duration_since(Instant::now());
+        (wait > self.policy.max_rate_limit_wait).then(|| {
+            Report::retryable(
+                "GITHUB_RATE_LIMITED",
+                format!(
+                    "installation {} is rate limited for {} s more",
+                    action.installation_id,
+                    wait.as_secs()
+                ),
+            )
+        })
+    }
+
+    /// Executes `action` with retries (the caller holds re-claimed actions first, per
+    /// [`RetryPolicy::hold_for`]).
     ///
     /// `stop` (shutdown) interrupts every wait and turns the action into a
     /// [`Report::released`]; a GitHub call already under way is let finish.
     pub async fn run(&self, action: &ValidAction, stop: &CancellationToken) -> Report {
-        if !Self::pause(self.policy.hold_for(action.attempts), stop).await {
-            return Report::released();
-        }
         let mut delays = ExponentialBuilder::default()
             .with_min_delay(self.policy.first_delay)
             .with_max_delay(self.policy.first_delay * 8)
@@ -152,21 +169,14 @@ impl Executor {
             .build();
         let mut attempt = 0;
         loop {
+            if let Some(report) = self.release_if_rate_limited(action) {
+                return report;
+            }
             if let Some(until) = self
                 .github
                 .installation_paused_until(action.installation_id)
             {
                 let wait = until.saturating_duration_since(Instant::now());
-                if wait > self.policy.max_rate_limit_wait {
-                    return Report::retryable(
-                        "GITHUB_RATE_LIMITED",
-                        format!(
-                            "installation {} is rate limited for {} s more",
-                            action.installation_id,
-                            wait.as_secs()
-                        ),
-                    );
-                }
                 if !Self::pause(wait, stop).await {
                     return Report::released();
                 }

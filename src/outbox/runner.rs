@@ -4,11 +4,15 @@
 //! each action has exactly one task that ends in one report, and on shutdown the loop
 //! stops claiming, releases what has not started and waits for the rest.
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use tokio::sync::Semaphore;
+use futures::FutureExt;
+use futures::future::Shared;
+use tokio::sync::{Semaphore, oneshot};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -33,11 +37,12 @@ pub struct OutboxSettings {
 /// Time kept at the end of the shutdown budget for the release reports themselves.
 const REPORT_RESERVE: Duration = Duration::from_secs(5);
 
-/// Claims are kept short so a shutdown never waits long on one.
+/// Claims get one retry at most and a bounded wait, so a shutdown never waits long on
+/// one; a claim that was sent is never abandoned (its actions would stay claimed).
 const CLAIM_POLICY: CallPolicy = CallPolicy {
-    attempt_timeout: Duration::from_secs(5),
+    attempt_timeout: Duration::from_secs(8),
     deadline: Duration::from_secs(10),
-    max_attempts: 3,
+    max_attempts: 2,
 };
 
 /// Result reports during shutdown must fit in what is left of the grace period.
@@ -47,12 +52,69 @@ const SHUTDOWN_REPORT_POLICY: CallPolicy = CallPolicy {
     max_attempts: 3,
 };
 
-struct Shared {
+/// Actions of one pull request and marker run one after another, in `created_at`
+/// order: run together, each would find no comment and create its own, and an older
+/// text could land last. Each action waits for the one claimed before it.
+/// Completes when an action has finished (or its task is gone).
+type Finished = Shared<oneshot::Receiver<()>>;
+
+#[derive(Default)]
+struct MarkerQueue {
+    /// Per key: the generation and completion of the last action queued.
+    tails: parking_lot::Mutex<HashMap<String, (u64, Finished)>>,
+    next: std::sync::atomic::AtomicU64,
+}
+
+impl MarkerQueue {
+    /// Puts an action at the tail of its key's queue: returns what to wait for (the
+    /// previous action's completion) and a ticket to release when done.
+    fn enqueue(&self, key: String) -> (Option<Finished>, QueueTicket) {
+        let (done, finished) = oneshot::channel();
+        let generation = self.next.fetch_add(1, Ordering::Relaxed);
+        let previous = self
+            .tails
+            .lock()
+            .insert(key.clone(), (generation, finished.shared()))
+            .map(|(_, rx)| rx);
+        (
+            previous,
+            QueueTicket {
+                key,
+                generation,
+                _done: done,
+            },
+        )
+    }
+
+    /// Forgets a key whose last action has finished.
+    fn finish(&self, ticket: QueueTicket) {
+        let mut tails = self.tails.lock();
+        if tails
+            .get(&ticket.key)
+            .is_some_and(|(g, _)| *g == ticket.generation)
+        {
+            tails.remove(&ticket.key);
+        }
+        // Dropping the ticket completes the successor's wait.
+    }
+}
+
+struct QueueTicket {
+    key: String,
+    generation: u64,
+    _done: oneshot::Sender<()>,
+}
+
+struct SharedState {
     backend: BackendClient,
     executor: Executor,
     metrics: WorkerMetrics,
     worker_id: String,
     permits: Semaphore,
+    queue: MarkerQueue,
+    /// Actions past their hold, waiting for or holding an execution permit. Held and
+    /// queued actions do not count: they must not stop the claiming of others.
+    active: AtomicUsize,
     /// Soft stop: interrupts waits (hold, backoff, rate limit) → release.
     stop: CancellationToken,
     /// Hard stop: abandons GitHub calls still running when the budget ends → release.
@@ -68,18 +130,33 @@ pub async fn run(
     settings: OutboxSettings,
     shutdown: CancellationToken,
 ) {
-    let shared = Arc::new(Shared {
+    let shared = Arc::new(SharedState {
         backend,
         executor,
         metrics,
         worker_id: settings.worker_id.clone(),
         permits: Semaphore::new(settings.concurrency.max(1)),
+        queue: MarkerQueue::default(),
+        active: AtomicUsize::new(0),
         stop: CancellationToken::new(),
         abort: CancellationToken::new(),
     });
-    // Claimed-but-unreported actions are bounded so a slow GitHub cannot make the worker
-    // hoard the queue: at most two claims' worth.
-    let max_held = settings.claim_limit as usize * 2;
+    // The shutdown budget runs from the signal, not from the end of a claim that was
+    // under way then. Held actions are released only once no claim is in flight, or
+    // that claim could take them straight back.
+    let signalled_at = Arc::new(parking_lot::Mutex::new(None::<Instant>));
+    {
+        let (shutdown, at) = (shutdown.clone(), Arc::clone(&signalled_at));
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            *at.lock() = Some(Instant::now());
+        });
+    }
+    // Bounds: actions executing or about to (two claims' worth), and all actions held
+    // by this worker (a ceiling on memory and on how much of the queue one replica takes).
+    let claim_limit = settings.claim_limit as usize;
+    let max_active = claim_limit * 2;
+    let max_held = claim_limit * 20;
     let mut tasks: JoinSet<()> = JoinSet::new();
     tracing::info!(
         event = "outbox_started",
@@ -89,11 +166,16 @@ pub async fn run(
     );
 
     while !shutdown.is_cancelled() {
-        while tasks.try_join_next().is_some() {}
-        let room = max_held.saturating_sub(tasks.len());
+        while let Some(done) = tasks.try_join_next() {
+            log_task_end(done);
+        }
+        let room = max_active
+            .saturating_sub(shared.active.load(Ordering::Relaxed))
+            .min(max_held.saturating_sub(tasks.len()));
         if room == 0 {
             tokio::select! {
-                _ = tasks.join_next() => {}
+                done = tasks.join_next() => { if let Some(done) = done { log_task_end(done); } }
+                () = tokio::time::sleep(settings.poll_interval) => {}
                 () = shutdown.cancelled() => break,
             }
             continue;
@@ -113,19 +195,28 @@ pub async fn run(
         }
     }
 
-    drain(&shared, tasks, settings.shutdown_timeout).await;
+    let since_signal = signalled_at.lock().map(|t| t.elapsed()).unwrap_or_default();
+    drain(
+        &shared,
+        tasks,
+        settings.shutdown_timeout.saturating_sub(since_signal),
+    )
+    .await;
+}
+
+fn log_task_end(done: Result<(), tokio::task::JoinError>) {
+    if let Err(err) = done {
+        tracing::error!(event = "outbox_task_failed", error = %err);
+    }
 }
 
 /// One claim; spawns a task per action. Returns how many were claimed, `None` on error.
-async fn claim(shared: &Arc<Shared>, limit: u32, tasks: &mut JoinSet<()>) -> Option<usize> {
-    // Not abandoned on shutdown: a claim cut off after sending could still land and
-    // leave its actions claimed with nobody to report them. Its short policy bounds the
-    // wait instead; actions it returns during shutdown are released at once.
+async fn claim(shared: &Arc<SharedState>, limit: u32, tasks: &mut JoinSet<()>) -> Option<usize> {
     let claimed = shared
         .backend
         .claim(&shared.worker_id, limit, CLAIM_POLICY)
         .await;
-    let actions = match claimed {
+    let mut actions = match claimed {
         Ok(actions) => actions,
         Err(err) => {
             shared.metrics.errors.inc();
@@ -149,35 +240,54 @@ async fn claim(shared: &Arc<Shared>, limit: u32, tasks: &mut JoinSet<()>) -> Opt
             action_ids = %actions.iter().map(|a| a.id.as_str()).collect::<Vec<_>>().join(","),
         );
     }
-    for action in actions {
+    // The backend does not guarantee the order of a claim; queue by creation time so
+    // that actions on one comment apply oldest first.
+    actions.sort_by_key(|a| a.created_at.clone().unwrap_or_default());
+    for claimed in actions {
         shared.metrics.actions_claimed.inc();
         shared.metrics.actions_in_flight.inc();
+        let valid = action::validate(&claimed);
+        let queued = valid.as_ref().ok().map(|v| {
+            shared.queue.enqueue(format!(
+                "{}/{}#{}/{}",
+                v.installation_id, v.repo, v.pr_number, v.marker
+            ))
+        });
         let shared = Arc::clone(shared);
         tasks.spawn(async move {
-            handle(&shared, action).await;
+            let (previous, ticket) = match queued {
+                Some((previous, ticket)) => (previous, Some(ticket)),
+                None => (None, None),
+            };
+            handle(&shared, claimed, valid, previous).await;
+            if let Some(ticket) = ticket {
+                shared.queue.finish(ticket);
+            }
             shared.metrics.actions_in_flight.dec();
         });
     }
     Some(count)
 }
 
-/// Validate → execute → report, exactly once.
-async fn handle(shared: &Shared, claimed: ClaimedAction) {
+/// Validate → execute → report, exactly once. A panic while executing is caught and
+/// reported as a retryable failure: an unreported action would stay claimed for ever.
+async fn handle(
+    shared: &SharedState,
+    claimed: ClaimedAction,
+    valid: Result<action::ValidAction, action::InvalidAction>,
+    previous: Option<Finished>,
+) {
     let started = Instant::now();
-    let (report, kind) = match action::validate(&claimed) {
+    let (report, kind) = match valid {
         Err(invalid) => (Report::failed(invalid.code, invalid.message), None),
         Ok(valid) => {
+            let work =
+                std::panic::AssertUnwindSafe(execute(shared, &valid, previous)).catch_unwind();
             let report = tokio::select! {
-                r = async {
-                    let _permit = tokio::select! {
-                        p = shared.permits.acquire() => p.ok(),
-                        () = shared.stop.cancelled() => None,
-                    };
-                    match _permit {
-                        Some(_p) => shared.executor.run(&valid, &shared.stop).await,
-                        None => Report::released(),
-                    }
-                } => r,
+                r = work => r.unwrap_or_else(|_| {
+                    tracing::error!(event = "action_execution_panicked", action_id = %valid.id);
+                    Report::retryable("EXECUTION_ERROR", "the worker failed internally while executing the action")
+                }),
                 () = shared.abort.cancelled() => Report::retryable(
                     super::executor::WORKER_SHUTDOWN,
                     "worker stopped while the action was executing",
@@ -196,7 +306,55 @@ async fn handle(shared: &Shared, claimed: ClaimedAction) {
     report_once(shared, &claimed.id, report).await;
 }
 
-async fn report_once(shared: &Shared, action_id: &str, report: Report) {
+/// Counts an action as active for as long as it lives.
+struct ActiveGuard<'a>(&'a AtomicUsize);
+
+impl Drop for ActiveGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Waits for the previous action on the same comment, releases at once when the
+/// installation is paused for long, holds a re-claimed action, then waits for a
+/// concurrency permit and executes. Every wait ends on shutdown with a release.
+async fn execute(
+    shared: &SharedState,
+    valid: &action::ValidAction,
+    previous: Option<Finished>,
+) -> Report {
+    if let Some(previous) = previous {
+        tokio::select! {
+            // Completed or dropped: either way the predecessor is done.
+            _ = previous => {}
+            () = shared.stop.cancelled() => return Report::released(),
+        }
+    }
+    if let Some(report) = shared.executor.release_if_rate_limited(valid) {
+        return report;
+    }
+    let hold = shared.executor.policy().hold_for(valid.attempts);
+    if !Executor::pause(hold, &shared.stop).await {
+        return Report::released();
+    }
+    shared.active.fetch_add(1, Ordering::Relaxed);
+    let _active = ActiveGuard(&shared.active);
+    let permit = tokio::select! {
+        p = shared.permits.acquire() => p.ok(),
+        () = shared.stop.cancelled() => None,
+    };
+    match permit {
+        Some(_permit) => shared.executor.run(valid, &shared.stop).await,
+        None => Report::released(),
+    }
+}
+
+/// Pause between report rounds while the backend cannot take results.
+const REPORT_RETRY_PAUSE: Duration = Duration::from_secs(5);
+/// How long a result is kept trying before it is given up (and logged as stuck).
+const REPORT_GIVE_UP_AFTER: Duration = Duration::from_secs(600);
+
+async fn report_once(shared: &SharedState, action_id: &str, report: Report) {
     let m = &shared.metrics;
     match report.outcome {
         Outcome::Succeeded => m.actions_success.inc(),
@@ -206,48 +364,69 @@ async fn report_once(shared: &Shared, action_id: &str, report: Report) {
     if let Some(code) = &report.failure_code {
         m.action_failures_by_code.with_label_values(&[code]).inc();
     }
-    let policy = if shared.stop.is_cancelled() {
-        SHUTDOWN_REPORT_POLICY
-    } else {
-        CallPolicy::OUTBOX
-    };
     let request = BackendClient::result_request(
         &shared.worker_id,
         report.outcome,
         report.failure_code.as_deref(),
         report.failure_message.as_deref(),
     );
-    match shared
-        .backend
-        .report_result(action_id, &request, policy)
-        .await
-    {
-        Ok(status) => tracing::info!(
-            event = "action_reported",
-            action_id,
-            outcome = report.outcome.as_str(),
-            failure_code = report.failure_code.as_deref(),
-            failure_message = report.failure_message.as_deref(),
-            status = status.map(|s| s.status),
-        ),
-        Err(err) => {
-            m.errors.inc();
-            // The backend has no lease expiry: say loudly which action is stuck so an
-            // operator can release it with this worker id.
-            tracing::error!(
-                event = "action_left_claimed",
-                action_id,
-                worker_id = %shared.worker_id,
-                outcome = report.outcome.as_str(),
-                error = %err,
-            );
+    let started = Instant::now();
+    loop {
+        let stopping = shared.stop.is_cancelled();
+        let policy = if stopping {
+            SHUTDOWN_REPORT_POLICY
+        } else {
+            CallPolicy::OUTBOX
+        };
+        let err = match shared
+            .backend
+            .report_result(action_id, &request, policy)
+            .await
+        {
+            Ok(status) => {
+                tracing::info!(
+                    event = "action_reported",
+                    action_id,
+                    outcome = report.outcome.as_str(),
+                    failure_code = report.failure_code.as_deref(),
+                    failure_message = report.failure_message.as_deref(),
+                    status = status.map(|s| s.status),
+                );
+                return;
+            }
+            Err(err) => err,
+        };
+        m.errors.inc();
+        // An outage of the backend must not lose the result: keep trying while the
+        // worker runs (the action stays claimed meanwhile, which is what the backend
+        // would show anyway). Refusals (403, 409…) will not change; stop at once.
+        let keep_trying = !stopping
+            && (err.is_retryable()
+                || matches!(err, crate::backend::BackendError::DeadlineExceeded { .. }))
+            && started.elapsed() < REPORT_GIVE_UP_AFTER;
+        if keep_trying {
+            tracing::warn!(event = "action_report_delayed", action_id, error = %err);
+            tokio::select! {
+                () = tokio::time::sleep(REPORT_RETRY_PAUSE) => continue,
+                () = shared.stop.cancelled() => continue,
+            }
         }
+        // The backend has no lease expiry: say loudly which action is stuck so an
+        // operator can release it with this worker id.
+        tracing::error!(
+            event = "action_left_claimed",
+            action_id,
+            worker_id = %shared.worker_id,
+            outcome = report.outcome.as_str(),
+            error = %err,
+        );
+        return;
     }
 }
 
 /// Stops claiming is done by the caller; here: release waiting actions at once, give
 /// running ones the budget minus a reserve for reporting, then abandon them.
-async fn drain(shared: &Arc<Shared>, mut tasks: JoinSet<()>, budget: Duration) {
+async fn drain(shared: &Arc<SharedState>, mut tasks: JoinSet<()>, budget: Duration) {
     let pending = tasks.len();
     tracing::info!(event = "outbox_draining", in_flight = pending);
     shared.stop.cancel();

@@ -86,7 +86,12 @@ pub fn validate_delivery_id(value: Option<&str>) -> Result<&str, PayloadError> {
     let id = value
         .map(str::trim)
         .filter(|v| !v.is_empty())
-        .ok_or_else(|| PayloadError::new("X-GitHub-Delivery", "header is missing"))?;
+        .ok_or_else(|| {
+            PayloadError::new(
+                "X-GitHub-Delivery",
+                "header is missing or not printable ASCII",
+            )
+        })?;
     if id.len() > MAX_NAME_LEN || !id.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(PayloadError::new(
             "X-GitHub-Delivery",
@@ -502,7 +507,8 @@ mod tests {
 
     #[test]
     fn values_the_backend_cannot_store_are_refused_by_field() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>)> = vec![
+        type Mutation = Box<dyn Fn(&mut serde_json::Value)>;
+        let cases: Vec<(&str, Mutation)> = vec![
             (
                 "pull_request.head.sha",
                 Box::new(|v| v["pull_request"]["head"]["sha"] = json!(format!("{SHA}00"))),

@@ -120,14 +120,16 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Response {
     }
     m.webhook_events.inc();
 
-    let Some(event) = header_str(headers, "x-github-event").filter(|e| !e.is_empty()) else {
+    let Some(event) = header_str(headers, "x-github-event")
+        .filter(|e| !e.is_empty() && e.bytes().all(|b| b.is_ascii_graphic()))
+    else {
         m.webhook_rejected
             .with_label_values(&["missing_event"])
             .inc();
         return error_answer(
             StatusCode::BAD_REQUEST,
             "invalid_payload",
-            "X-GitHub-Event: header is missing",
+            "X-GitHub-Event: header is missing or not printable ASCII",
         );
     };
     let delivery_id = match validate_delivery_id(header_str(headers, "x-github-delivery")) {

@@ -111,13 +111,13 @@ fn ops_routes() -> Router<AppState> {
         .route("/metrics", get(health::metrics))
 }
 
-/// Keeps readiness current: probes the backend until it answers, then every 15 s
-/// (backend calls in between update it too).
+/// Keeps readiness current: probes the backend every 5 s, and every second after a
+/// failed probe (three failures in a row make the worker unready).
 async fn watch_backend(state: AppState, shutdown: CancellationToken) {
     loop {
         let reachable = state.backend.probe().await;
         let every = if reachable {
-            Duration::from_secs(15)
+            Duration::from_secs(5)
         } else {
             Duration::from_secs(1)
         };

@@ -1,0 +1,221 @@
+//! Runs the real `sitg-bot worker` binary on a loopback port against in-process
+//! simulators (`sitg_bot::sandbox::peers::Peers`), for end-to-end tests.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use sitg_bot::sandbox::examples::{DeliveryAnswer, Examples, deliver, github_signature};
+use sitg_bot::sandbox::peers::Peers;
+
+/// GitHub's example payloads; the test setup (scripts/fetch-fixtures.sh) installs them.
+pub fn examples() -> Examples {
+    Examples::load(&sitg_bot::sandbox::examples::default_dir()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Starts both simulators.
+pub async fn peers() -> Peers {
+    sitg_bot::tls::install_crypto_provider();
+    Peers::start().await.expect("simulators start")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A running worker process, killed on drop if still alive.
+pub struct WorkerProcess {
+    pub child: Child,
+    pub port: u16,
+    pub worker_id: String,
+    /// Every stdout line (JSON logs) seen so far.
+    pub logs: Arc<Mutex<Vec<String>>>,
+    pub client: reqwest::Client,
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Spawns `sitg-bot worker` with `peers.worker_env(..)` plus `overrides` (a value of ""
+/// removes the variable) and waits until `/readyz` answers 200.
+pub async fn spawn_worker(peers: &Peers, overrides: &[(&str, &str)]) -> WorkerProcess {
+    let port = free_port();
+    let worker_id = format!("e2e-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let mut env: BTreeMap<String, String> = peers.worker_env(port, &worker_id);
+    for (k, v) in overrides {
+        if v.is_empty() {
+            env.remove(*k);
+        } else {
+            env.insert((*k).to_owned(), (*v).to_owned());
+        }
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sitg-bot"))
+        .arg("worker")
+        .env_clear()
+        .envs(&env)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("worker binary starts");
+    let logs = Arc::new(Mutex::new(Vec::new()));
+    if let Some(stdout) = child.stdout.take() {
+        let logs = Arc::clone(&logs);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                logs.lock().unwrap().push(line);
+            }
+        });
+    }
+    let worker = WorkerProcess {
+        child,
+        port,
+        worker_id,
+        logs,
+        client: reqwest::Client::new(),
+    };
+    worker.wait_ready().await;
+    worker
+}
+
+impl WorkerProcess {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(r) = self.client.get(self.url("/readyz")).send().await {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "worker never became ready; logs: {:?}",
+                self.logs.lock().unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Delivers `body` as GitHub would, signed with `secret`.
+    pub async fn deliver(
+        &self,
+        secret: &str,
+        event: &str,
+        delivery_id: &str,
+        body: Vec<u8>,
+    ) -> DeliveryAnswer {
+        deliver(
+            &self.client,
+            &self.url("/webhooks/github"),
+            secret,
+            event,
+            delivery_id,
+            body,
+        )
+        .await
+        .expect("worker answers")
+    }
+
+    /// POSTs a raw request to the webhook URL with the given headers.
+    pub async fn post_raw(
+        &self,
+        headers: &[(&str, String)],
+        body: Vec<u8>,
+    ) -> (u16, serde_json::Value) {
+        // A fresh client: a refused upload may leave the connection unusable.
+        let mut req = reqwest::Client::new()
+            .post(self.url("/webhooks/github"))
+            .body(body);
+        for (k, v) in headers {
+            req = req.header(*k, v);
+        }
+        let resp = req.send().await.expect("worker answers");
+        let status = resp.status().as_u16();
+        let body = resp.json().await.unwrap_or(serde_json::Value::Null);
+        (status, body)
+    }
+
+    /// The value of an unlabelled metric (or the sum over its labels).
+    pub async fn metric(&self, name: &str) -> f64 {
+        let text = self
+            .client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics body");
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter(|l| l.split([' ', '{']).next() == Some(name))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// Sends SIGTERM and waits for the exit, at most `within`. Async, so simulators on
+    /// the test's runtime keep answering meanwhile.
+    pub async fn terminate(&mut self, within: Duration) -> ExitStatus {
+        kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM).expect("signal");
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "worker did not exit within {within:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Log lines whose JSON `event` field equals `event`.
+    pub fn log_events(&self, event: &str) -> Vec<serde_json::Value> {
+        self.logs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["event"] == event)
+            .collect()
+    }
+
+    /// Every log line, for checks that no secret is ever written.
+    pub fn all_logs(&self) -> String {
+        self.logs.lock().unwrap().join("\n")
+    }
+}
+
+/// The `X-Hub-Signature-256` GitHub would send.
+pub fn sign(secret: &str, body: &[u8]) -> String {
+    github_signature(secret, body)
+}
+
+/// Polls `cond` until true or `timeout`; returns whether it became true.
+pub async fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    cond()
+}
