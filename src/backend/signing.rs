@@ -129,7 +129,14 @@ impl RequestSigner {
 /// message by nature, retries repeat theirs.
 #[derive(Debug, Default)]
 pub struct SignatureClock {
-    last_used: Mutex<HashMap<String, u64>>,
+    last_used: Mutex<LastUsed>,
+}
+
+/// Second of the last signature per message, and the second of the last sweep.
+#[derive(Debug, Default)]
+struct LastUsed {
+    by_message: HashMap<String, u64>,
+    swept_at: u64,
 }
 
 impl SignatureClock {
@@ -143,17 +150,22 @@ impl SignatureClock {
             let secs = now.as_secs();
             let wait = {
                 let mut used = self.last_used.lock().unwrap_or_else(|p| p.into_inner());
-                match used.get(message) {
+                match used.by_message.get(message) {
                     Some(&last) if last >= secs => Some(
                         Duration::from_secs(last + 1).saturating_sub(now)
                             + Duration::from_millis(1),
                     ),
                     _ => {
-                        if used.len() > 4096 {
-                            // Only entries of this second matter; drop the rest.
-                            used.retain(|_, &mut ts| ts >= secs);
+                        // Only entries of this second matter. Dropping the others once
+                        // per second keeps the map at about one second of messages;
+                        // sweeping by size instead re-scanned the whole map on every
+                        // insert once a second held more than the threshold (every
+                        // webhook delivery has a message of its own).
+                        if secs > used.swept_at {
+                            used.by_message.retain(|_, &mut ts| ts >= secs);
+                            used.swept_at = secs;
                         }
-                        used.insert(message.to_owned(), secs);
+                        used.by_message.insert(message.to_owned(), secs);
                         None
                     }
                 }
