@@ -37,6 +37,8 @@
 #   SITG_TOOLS_DIR     binary cache root (default /var/cache/sitg-bot/tools); binaries land in
 #                      $SITG_TOOLS_DIR/k8s-v$K8S_VERSION/bin and $SITG_TOOLS_DIR/helm-v$HELM_VERSION/bin
 #   SITG_CP_TIMEOUT    seconds `up` waits for readiness (default 120)
+#   SITG_CP_SERVICE_CIDR  Service ClusterIP range (default 10.0.0.0/24: 254 Services;
+#                      the operator scale benchmark needs more)
 #   SITG_CP_OWNER_PID  if set at `up`, a watchdog runs `down DIR` once that process exits
 #                      (e.g. the test runner's pid), so a crashed run leaves no plane behind
 #   GOPATH/GOMODCACHE/GOCACHE are honoured as Go itself does.
@@ -52,6 +54,7 @@ K8S_BIN_DIR="${K8S_DIR}/bin"
 HELM_DIR="${TOOLS_DIR}/helm-v${HELM_VERSION}"
 HELM_BIN="${HELM_DIR}/bin/helm"
 CP_TIMEOUT="${SITG_CP_TIMEOUT:-120}"
+SERVICE_CIDR="${SITG_CP_SERVICE_CIDR:-10.0.0.0/24}"
 COMPONENTS=(etcd kube-apiserver kube-controller-manager)
 STOP_GRACE=5
 # Picked below the kernel's default ephemeral range (32768-60999) so outgoing
@@ -555,7 +558,7 @@ cmd_up() {
 		--service-account-issuer=https://kubernetes.default.svc.cluster.local \
 		--service-account-key-file="$pki/sa.pub" \
 		--service-account-signing-key-file="$pki/sa.key" \
-		--service-cluster-ip-range=10.0.0.0/24 \
+		--service-cluster-ip-range="$SERVICE_CIDR" \
 		--requestheader-client-ca-file="$pki/front-proxy-ca.crt" \
 		--requestheader-allowed-names=front-proxy-client \
 		--requestheader-username-headers=X-Remote-User \
