@@ -23,7 +23,7 @@ need python3 curl
 build_release
 PLANE_DIR="${PLANE_DIR:-$RUN_DIR/plane}"
 log "starting the control plane in $PLANE_DIR"
-SITG_CP_OWNER_PID=$$ "$REPO_DIR/scripts/control-plane.sh" up "$PLANE_DIR" >&2
+SITG_CP_SERVICE_CIDR="${SITG_CP_SERVICE_CIDR:-10.0.0.0/20}" SITG_CP_OWNER_PID=$$ "$REPO_DIR/scripts/control-plane.sh" up "$PLANE_DIR" >&2
 stop_plane() { "$REPO_DIR/scripts/control-plane.sh" down "$PLANE_DIR" >&2 || true; }
 trap 'stop_plane; cleanup' EXIT
 set -a

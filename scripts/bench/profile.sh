@@ -85,11 +85,16 @@ case "$PROFILER" in
 perf)
 	echo "== self time by symbol (top 40) =="
 	perf report -i "$RUN_DIR/perf.data" --no-children --sort symbol --stdio 2>/dev/null |
-		grep -E '^ +[0-9.]+%' | head -40
+		grep -E '^ +[0-9.]+%' | sed -E 's/ {2,}-? +-? *$//; s/ +$//' | head -40
 	echo
 	echo "== inclusive time by symbol (top 60) =="
 	perf report -i "$RUN_DIR/perf.data" --children --sort symbol --stdio -g none 2>/dev/null |
-		grep -E '^ +[0-9.]+%' | head -60
+		grep -E '^ +[0-9.]+%' | sed -E 's/ {2,}-? +-? *$//; s/ +$//' |
+		grep -vE 'inlined|closure_env|catch_unwind|do_call|call_once|poll_future|poll_inner|__rust_begin|start_thread|clone3|Scoped|blocking::pool|raw::poll|run_task|harness' |
+		head -60
+	echo
+	echo "== by object (kernel, libc, the binary) =="
+	perf report -i "$RUN_DIR/perf.data" --no-children --sort dso --stdio 2>/dev/null | grep -E '^ +[0-9.]+%' | sed -E 's/ +$//' 
 	;;
 callgrind)
 	callgrind_annotate "$RUN_DIR/callgrind.out" 2>/dev/null | head -80

@@ -9,7 +9,9 @@
 # (before the load) and VmHWM (peak, after it). Then medians with min–max.
 #
 # Usage: scripts/bench/webhook-throughput.sh
-# Env:   RUNS (3), DURATION seconds (20), CONNECTIONS (32), THREADS (wrk, 2),
+# Env:   RUNS (3), DURATION seconds (20), CONNECTIONS (32), THREADS (wrk threads, 1:
+#        the generator has one core; a second thread there only adds scheduling
+#        delays that show as tail latency),
 #        WORKER_CPU (0), LOAD_CPU (1), CARGO_TARGET_DIR, KEEP_RUN_DIR=1
 # Output: one JSON line per run, then {"summary": ...}.
 source "$(dirname "$0")/lib.sh"
@@ -17,7 +19,7 @@ source "$(dirname "$0")/lib.sh"
 RUNS="${RUNS:-3}"
 DURATION="${DURATION:-20}"
 CONNECTIONS="${CONNECTIONS:-32}"
-THREADS="${THREADS:-2}"
+THREADS="${THREADS:-1}"
 need wrk taskset curl openssl python3
 build_release
 write_opened_body "$RUN_DIR/body.json" 25000
