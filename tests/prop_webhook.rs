@@ -345,3 +345,26 @@ fn ids_beyond_signed_64_bits_are_refused() {
         assert!(result.is_err(), "{pointer}: {result:?}");
     }
 }
+
+/// Found by the cargo-fuzz target: a syntax error inside an object under the empty key
+/// `""` gave an empty path, so the 400 named no field.
+#[test]
+fn an_error_under_an_empty_key_still_names_a_field() {
+    for event in &EVENTS[..3] {
+        for body in [
+            &br#"{"":{"id":2,"x":"a"E}}"#[..],
+            br#"{"":"#,
+            br#"{"installation":{"":[}}"#,
+        ] {
+            check(event, body);
+            let refusal = normalize(Delivery {
+                event,
+                delivery_id: DELIVERY,
+                received_at: RECEIVED_AT,
+                body,
+            })
+            .expect_err("malformed JSON is refused");
+            assert!(!refusal.field.is_empty(), "{event}: {refusal:?}");
+        }
+    }
+}

@@ -129,7 +129,8 @@ fn parse<'de, T: Deserialize<'de>>(body: &'de [u8]) -> Result<T, PayloadError> {
     let de = &mut serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(de).map_err(|err| {
         let path = err.path().to_string();
-        let field = if path == "." || path == "?" {
+        // An error under an empty key renders as an empty path: name the body then.
+        let field = if path.is_empty() || path == "." || path == "?" {
             "body".to_owned()
         } else {
             path
