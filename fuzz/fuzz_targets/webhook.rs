@@ -51,12 +51,21 @@ fuzz_target!(|data: &[u8]| {
                 assert!(storable(e.repository.id) && storable(pr.id) && storable(pr.number));
                 assert!(storable(pr.user.id) && !pr.user.login.is_empty());
                 assert!(pr.head_sha.len() == 40);
-                assert!(pr.head_sha.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+                assert!(
+                    pr.head_sha
+                        .bytes()
+                        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+                );
             }
             Ok(Normalized::InstallationSync { event, .. }) => {
                 assert!(storable(event.installation.id));
                 assert!(!event.installation.account_login.is_empty());
-                for r in event.repositories.iter().chain(&event.repositories_added).chain(&event.repositories_removed) {
+                for r in event
+                    .repositories
+                    .iter()
+                    .chain(&event.repositories_added)
+                    .chain(&event.repositories_removed)
+                {
                     assert!(storable(r.id) && r.full_name.contains('/'));
                 }
             }
