@@ -288,7 +288,8 @@ component_running() {
 	pid="$(<"$dir/run/$name.pid")"
 	[[ "$pid" =~ ^[0-9]+$ ]] || return 1
 	[[ -r "/proc/$pid/cmdline" ]] || return 1
-	tr '\0' '\n' <"/proc/$pid/cmdline" | grep -qF -- "$dir/"
+	# The process may end between the test above and the read: that reads as "not running".
+	{ tr '\0' '\n' <"/proc/$pid/cmdline"; } 2>/dev/null | grep -qF -- "$dir/"
 }
 
 # Succeeds when some socket in this network namespace has local port $1 (state $2, if
@@ -416,7 +417,15 @@ start_component() {
 	local dir="$1" name="$2"
 	shift 2
 	setsid "$@" >"$dir/logs/$name.log" 2>&1 </dev/null 8>&- 9>&- &
-	printf '%s\n' "$!" >"$dir/run/$name.pid"
+	local pid=$! i
+	printf '%s\n' "$pid" >"$dir/run/$name.pid"
+	# Until the forked shell has exec'd the component, its command line is this script's,
+	# and component_running would take it for a component that already ended.
+	for ((i = 0; i < 200; i++)); do
+		component_running "$dir" "$name" && return 0
+		kill -0 "$pid" 2>/dev/null || return 0
+		sleep 0.05
+	done
 }
 
 # Starts a watcher that runs `down` on plane $1 once process $2 is gone, so a test
