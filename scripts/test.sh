@@ -14,6 +14,7 @@
 #    against a real PostgreSQL; then stops the control plane.
 #
 # Environment: CARGO_TARGET_DIR (default /var/cache/sitg-bot/cargo-target),
+# SITG_CARGO_TARGET_MAX_GB (default 30: past it the target dir is cleaned first),
 # SITG_TOOLS_DIR, SITG_FIXTURES_DIR (see the scripts they go to).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,6 +34,19 @@ scripts/fetch-fixtures.sh
 
 step "control plane binaries (built once from Go modules, then cached)"
 scripts/control-plane.sh build
+
+# The cargo target dir outlives every run and cargo never drops stale artifacts from it;
+# past the limit it starts over, so a long-lived CI machine never fills its disk.
+step "cargo cache: start over past ${SITG_CARGO_TARGET_MAX_GB:=30} GB"
+if [[ -d "$CARGO_TARGET_DIR" ]]; then
+	used_gb=$(($(du -sk "$CARGO_TARGET_DIR" | cut -f1) / 1024 / 1024))
+	if ((used_gb > SITG_CARGO_TARGET_MAX_GB)); then
+		echo "cargo target dir ${CARGO_TARGET_DIR} holds ${used_gb} GB: cargo clean" >&2
+		cargo clean
+	else
+		echo "cargo target dir ${CARGO_TARGET_DIR}: ${used_gb} GB" >&2
+	fi
+fi
 
 step "shellcheck"
 shellcheck -x scripts/*.sh scripts/lib/*.sh deploy/scripts/*.sh .ci/run
