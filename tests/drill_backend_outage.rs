@@ -36,7 +36,7 @@ async fn backend_outage_under_steady_traffic() {
         enqueue_actions: false,
         ..GatePolicy::default()
     });
-    let mut worker = Worker::spawn(&peers, &[("OUTBOX_POLLING_ENABLED", "false")]).await;
+    let mut worker = spawn_worker(&peers, &[("OUTBOX_POLLING_ENABLED", "false")]).await;
     let pid = worker.pid();
     let secret = peers.webhook_secret.expose().to_owned();
     let body = Arc::new(opened_body());

@@ -87,7 +87,7 @@ async fn github_fault_bursts_are_ridden_out_without_a_hot_loop() {
     let stuck = enqueue(&peers, ALWAYS_FAILING, 1)[0];
 
     let started = Instant::now();
-    let mut worker = Worker::spawn(&peers, &[("OUTBOX_POLL_INTERVAL_MS", "500")]).await;
+    let mut worker = spawn_worker(&peers, &[("OUTBOX_POLL_INTERVAL_MS", "500")]).await;
     let all_applied = peers
         .backend
         .wait_for(Duration::from_secs(45), |b| {

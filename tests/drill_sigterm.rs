@@ -58,7 +58,7 @@ async fn sigterm_with_a_full_batch_and_live_webhooks() {
         })
         .collect();
 
-    let mut worker = Worker::spawn(&peers, &[("OUTBOX_POLL_INTERVAL_MS", "500")]).await;
+    let mut worker = spawn_worker(&peers, &[("OUTBOX_POLL_INTERVAL_MS", "500")]).await;
     let secret = peers.webhook_secret.expose().to_owned();
     let traffic = worker.traffic(&secret, Arc::new(opened_body()), Duration::from_millis(25));
 

@@ -140,7 +140,7 @@ async fn a_missing_comment_is_created_then_updated_in_place() {
     );
     // Every claimed id is in the logs, so stuck ones can be released by hand.
     let claimed_ids: String = worker
-        .log_events("outbox_claimed")
+        .events("outbox_claimed")
         .iter()
         .map(|e| e["action_ids"].to_string())
         .collect();
@@ -423,7 +423,7 @@ async fn sigterm_with_25_claimed_actions_reports_all_25() {
         peers.backend.claimed_count(),
         0,
         "no action may stay claimed; logs:\n{}",
-        worker.all_logs()
+        worker.logs_text()
     );
     for id in &ids {
         let record = peers.backend.action(*id).unwrap();

@@ -1,5 +1,6 @@
 //! Runs the real `sitg-bot worker` binary on a loopback port against in-process
-//! simulators (`sitg_bot::sandbox::peers::Peers`), for end-to-end tests.
+//! simulators (`sitg_bot::sandbox::peers::Peers`), for the end-to-end tests and the
+//! failure drills.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
@@ -86,7 +87,7 @@ pub async fn spawn_worker(peers: &Peers, overrides: &[(&str, &str)]) -> WorkerPr
         logs,
         client: reqwest::Client::new(),
     };
-    worker.wait_ready().await;
+    worker.wait_ready(Duration::from_secs(20)).await;
     worker
 }
 
@@ -95,21 +96,31 @@ impl WorkerProcess {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
-    async fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits until `/readyz` answers 200; panics with the logs after `timeout`.
+    pub async fn wait_ready(&self, timeout: Duration) {
+        assert!(
+            self.readiness_within(timeout).await,
+            "worker not ready within {timeout:?}; logs:\n{}",
+            self.logs_text()
+        );
+    }
+
+    /// Whether `/readyz` answers 200 within `timeout`.
+    pub async fn readiness_within(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
             if let Ok(r) = self.client.get(self.url("/readyz")).send().await {
                 if r.status() == 200 {
-                    return;
+                    return true;
                 }
             }
-            assert!(
-                Instant::now() < deadline,
-                "worker never became ready; logs: {:?}",
-                self.logs.lock().unwrap()
-            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        false
     }
 
     /// Delivers `body` as GitHub would, signed with `secret`.
@@ -169,25 +180,58 @@ impl WorkerProcess {
             .sum()
     }
 
-    /// Sends SIGTERM and waits for the exit, at most `within`. Async, so simulators on
-    /// the test's runtime keep answering meanwhile.
+    /// Sends SIGTERM and waits for the exit, at most `within` (panics past it).
     pub async fn terminate(&mut self, within: Duration) -> ExitStatus {
-        kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM).expect("signal");
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "worker did not exit within {within:?}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
+        self.sigterm();
+        match self.wait_exit(within).await {
+            Some(status) => status,
+            None => panic!("worker did not exit within {within:?}"),
         }
     }
 
-    /// Log lines whose JSON `event` field equals `event`.
-    pub fn log_events(&self, event: &str) -> Vec<serde_json::Value> {
+    /// Sends SIGTERM, as Kubernetes does when it stops a pod.
+    pub fn sigterm(&self) {
+        let pid = i32::try_from(self.pid()).expect("a pid fits in i32");
+        kill(Pid::from_raw(pid), Signal::SIGTERM).expect("SIGTERM delivered");
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Waits up to `timeout` for the process to exit. Async, so simulators on the
+    /// test's runtime keep answering meanwhile.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// VmRSS and VmHWM of the process, in KiB (from `/proc/PID/status`).
+    pub fn memory_kib(&self) -> (u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("the worker's /proc status");
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("{name} in /proc status"))
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+
+    /// Log lines whose JSON `event` field equals `event`, parsed.
+    pub fn events(&self, event: &str) -> Vec<serde_json::Value> {
         self.logs
             .lock()
             .unwrap()
@@ -197,8 +241,8 @@ impl WorkerProcess {
             .collect()
     }
 
-    /// Every log line, for checks that no secret is ever written.
-    pub fn all_logs(&self) -> String {
+    /// Every log line so far, for failure messages and checks that no secret is written.
+    pub fn logs_text(&self) -> String {
         self.logs.lock().unwrap().join("\n")
     }
 }
