@@ -245,16 +245,14 @@ impl BackendClient {
         let message = SignedMessage::PullRequestEvent {
             delivery_id: &event.delivery_id,
         };
-        self.post(
+        self.call(
             "pull_request_event",
             "/internal/v2/github/events/pull-request",
-            &message.to_string(),
+            message,
             event,
             policy,
         )
         .await
-        .map(|(resp, _)| resp)
-        .map_err(|(e, _)| e)
     }
 
     /// Forwards an installation or installation_repositories event (contract §1.3).
@@ -266,16 +264,14 @@ impl BackendClient {
         let message = SignedMessage::InstallationSyncEvent {
             delivery_id: &event.delivery_id,
         };
-        self.post(
+        self.call(
             "installation_sync_event",
             "/internal/v2/github/events/installation-sync",
-            &message.to_string(),
+            message,
             event,
             policy,
         )
         .await
-        .map(|(resp, _)| resp)
-        .map_err(|(e, _)| e)
     }
 
     /// Claims up to `limit` pending actions for `worker_id` (contract §1.4).
@@ -290,16 +286,15 @@ impl BackendClient {
             limit,
         };
         let message = SignedMessage::Claim { worker_id };
-        let (resp, _): (ClaimResponse, _) = self
-            .post(
+        let resp: ClaimResponse = self
+            .call(
                 "claim",
                 "/internal/v2/bot-actions/claim",
-                &message.to_string(),
+                message,
                 &body,
                 policy,
             )
-            .await
-            .map_err(|(e, _)| e)?;
+            .await?;
         Ok(resp
             .actions
             .into_iter()
@@ -358,6 +353,21 @@ impl BackendClient {
             failure_code: failure_code.map(str::to_owned),
             failure_message: failure_message.map(str::to_owned),
         }
+    }
+
+    /// [`Self::post`] signed with `message`, for callers that need no attempt count.
+    async fn call<Req: Serialize + ?Sized, Resp: DeserializeOwned>(
+        &self,
+        endpoint: &'static str,
+        path: &str,
+        message: SignedMessage<'_>,
+        body: &Req,
+        policy: CallPolicy,
+    ) -> Result<Resp, BackendError> {
+        self.post(endpoint, path, &message.to_string(), body, policy)
+            .await
+            .map(|(resp, _)| resp)
+            .map_err(|(e, _)| e)
     }
 
     /// POSTs `body` to `path`, retrying per `policy`. On error also returns how many

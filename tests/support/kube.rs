@@ -19,9 +19,8 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::{conditions, wait::await_condition};
 use kube::{Api, Client, Config};
 use serde_json::json;
-use sitg_bot::operator::crd::{BackendSpec, GitHubSpec, ImageSpec, OutboxSpec, SecretKeyRef};
 use sitg_bot::operator::metrics::Metrics;
-use sitg_bot::operator::{BotFleet, BotFleetSpec, Context, Scope, run_controller};
+use sitg_bot::operator::{BotFleet, Context, Scope, run_controller};
 use tokio_util::sync::CancellationToken;
 
 /// How long a test waits for the control plane to reach an expected state.
@@ -162,45 +161,29 @@ pub async fn put_bot_secret(client: &Client, ns: &str, webhook: &str) {
     .await;
 }
 
-fn key(key: &str) -> SecretKeyRef {
-    SecretKeyRef {
-        name: "bot".to_owned(),
-        key: key.to_owned(),
-    }
-}
-
-/// A fleet referencing Secret `bot`, with fixed replicas.
+/// A fleet referencing Secret `bot`, with fixed replicas, written as a user writes it
+/// (the resource's camelCase wire form).
 pub fn sample_fleet(name: &str) -> BotFleet {
-    BotFleet::new(
-        name,
-        BotFleetSpec {
-            image: ImageSpec {
-                repository: "ghcr.io/sitg/sitg-bot".to_owned(),
-                tag: "0.0.0-test".to_owned(),
-                pull_policy: sitg_bot::operator::crd::PullPolicy::IfNotPresent,
+    serde_json::from_value(json!({
+        "apiVersion": "sitg.io/v1alpha1",
+        "kind": "BotFleet",
+        "metadata": { "name": name },
+        "spec": {
+            "image": { "repository": "ghcr.io/sitg/sitg-bot", "tag": "0.0.0-test" },
+            "github": {
+                "appId": 4242,
+                "webhookSecretRef": { "name": "bot", "key": "webhook" },
+                "privateKeyRef": { "name": "bot", "key": "private-key" },
             },
-            github: GitHubSpec {
-                app_id: 4242,
-                api_base_url: "https://api.github.com".to_owned(),
-                webhook_secret_ref: key("webhook"),
-                previous_webhook_secret_ref: None,
-                private_key_ref: key("private-key"),
+            "backend": {
+                "baseUrl": "https://sitg.example",
+                "botKeyId": "bck_test_1",
+                "hmacSecretRef": { "name": "bot", "key": "hmac" },
             },
-            backend: BackendSpec {
-                base_url: "https://sitg.example".to_owned(),
-                bot_key_id: "bck_test_1".to_owned(),
-                hmac_secret_ref: key("hmac"),
-                service_token_ref: None,
-            },
-            outbox: OutboxSpec::default(),
-            replicas: 2,
-            autoscaling: None,
-            resources: None,
-            node_selector: None,
-            tolerations: None,
-            pod_annotations: None,
+            "replicas": 2,
         },
-    )
+    }))
+    .expect("the sample is a valid BotFleet")
 }
 
 /// Creates a fleet and returns it as stored (with uid and generation).
