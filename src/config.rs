@@ -24,6 +24,10 @@ pub const MAX_POLL_INTERVAL_MS: u64 = 3_600_000;
 pub const DEFAULT_CLAIM_LIMIT: u32 = 25;
 /// The backend clamps claim limits to this range (contract §1.4).
 pub const CLAIM_LIMIT_RANGE: std::ops::RangeInclusive<u32> = 1..=100;
+/// Default `WEBHOOK_BUFFER_LIMIT_MB`.
+pub const DEFAULT_WEBHOOK_BUFFER_LIMIT_MB: u64 = 64;
+/// Default `HTTP_MAX_CONNECTIONS`.
+pub const DEFAULT_HTTP_MAX_CONNECTIONS: u64 = 1024;
 
 /// A configuration problem, naming the variable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -103,8 +107,22 @@ pub struct WorkerConfig {
     /// `SHUTDOWN_TIMEOUT_SECONDS` (default 20, 1..300): how long a SIGTERM may take to
     /// finish in-flight work; kept under Kubernetes' default 30 s grace period.
     pub shutdown_timeout: Duration,
+    /// `SHUTDOWN_DRAIN_SECONDS` (default 0, 0..60): after SIGTERM, how long the worker
+    /// keeps accepting webhooks while `/readyz` already answers 503, so a load balancer
+    /// has time to stop routing to it (Kubernetes removes endpoints asynchronously).
+    pub shutdown_drain: Duration,
+    /// `HTTP_MAX_CONNECTIONS` (default 1024, 16..65536): open connections per listener;
+    /// past it new connections wait in the kernel's accept queue.
+    pub http_max_connections: usize,
+    /// `WEBHOOK_BUFFER_LIMIT_MB` (default 64, 25..4096): bytes of webhook bodies held in
+    /// memory at once, over all requests; a request that does not fit gets 503. At least
+    /// 25 so one body of GitHub's 25 MB maximum always fits.
+    pub webhook_buffer_limit_bytes: usize,
     /// `LOG_FORMAT` (`json` default, or `text`).
     pub log_format: LogFormat,
+    /// Secret variables whose value had surrounding white space (a trailing newline from
+    /// a file, say), which was removed; the caller logs their names, never the values.
+    pub trimmed_secrets: Vec<&'static str>,
 }
 
 impl WorkerConfig {
@@ -117,7 +135,10 @@ impl WorkerConfig {
 
     /// Reads the configuration through `lookup` (variable name → value).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let env = Env { lookup: &lookup };
+        let env = Env {
+            lookup: &lookup,
+            trimmed: std::cell::RefCell::default(),
+        };
         let port = env
             .port("PORT")?
             .ok_or(ConfigError::Missing { var: "PORT" })?;
@@ -161,6 +182,17 @@ impl WorkerConfig {
         )?;
         let concurrency = env.ranged_u64("OUTBOX_CONCURRENCY", 16, 1..=256)?;
         let shutdown_secs = env.ranged_u64("SHUTDOWN_TIMEOUT_SECONDS", 20, 1..=300)?;
+        let drain_secs = env.ranged_u64("SHUTDOWN_DRAIN_SECONDS", 0, 0..=60)?;
+        let max_connections = env.ranged_u64(
+            "HTTP_MAX_CONNECTIONS",
+            DEFAULT_HTTP_MAX_CONNECTIONS,
+            16..=65_536,
+        )?;
+        let buffer_mb = env.ranged_u64(
+            "WEBHOOK_BUFFER_LIMIT_MB",
+            DEFAULT_WEBHOOK_BUFFER_LIMIT_MB,
+            25..=4096,
+        )?;
         let log_format = match env.get("LOG_FORMAT").as_deref() {
             None | Some("json") => LogFormat::Json,
             Some("text") => LogFormat::Text,
@@ -201,7 +233,13 @@ impl WorkerConfig {
             outbox_claim_limit: u32::try_from(claim_limit).unwrap_or(DEFAULT_CLAIM_LIMIT),
             outbox_concurrency: usize::try_from(concurrency).unwrap_or(16),
             shutdown_timeout: Duration::from_secs(shutdown_secs),
+            shutdown_drain: Duration::from_secs(drain_secs),
+            // Both in range by construction, far below usize::MAX.
+            http_max_connections: usize::try_from(max_connections).unwrap_or(1024),
+            webhook_buffer_limit_bytes: usize::try_from(buffer_mb * 1024 * 1024)
+                .unwrap_or(usize::MAX),
             log_format,
+            trimmed_secrets: env.trimmed_secrets(),
         })
     }
 }
@@ -210,6 +248,7 @@ impl WorkerConfig {
 /// space is ignored and an empty value counts as unset.
 struct Env<'a> {
     lookup: &'a dyn Fn(&str) -> Option<String>,
+    trimmed: std::cell::RefCell<Vec<&'static str>>,
 }
 
 impl Env<'_> {
@@ -224,11 +263,24 @@ impl Env<'_> {
     }
 
     fn required_secret(&self, var: &'static str) -> Result<SecretString, ConfigError> {
-        self.required(var).map(SecretString::new)
+        self.required(var).map(|value| self.secret(var, value))
     }
 
     fn optional_secret(&self, var: &'static str) -> Option<SecretString> {
-        self.get(var).map(SecretString::new)
+        self.get(var).map(|value| self.secret(var, value))
+    }
+
+    /// Wraps a trimmed secret, remembering the variable when trimming changed it.
+    fn secret(&self, var: &'static str, value: String) -> SecretString {
+        let raw_len = (self.lookup)(var).map_or(0, |raw| raw.len());
+        if raw_len != value.len() {
+            self.trimmed.borrow_mut().push(var);
+        }
+        SecretString::new(value)
+    }
+
+    fn trimmed_secrets(&self) -> Vec<&'static str> {
+        self.trimmed.borrow().clone()
     }
 
     fn port(&self, var: &'static str) -> Result<Option<u16>, ConfigError> {
@@ -246,11 +298,12 @@ impl Env<'_> {
 
     fn positive_u64(&self, var: &'static str) -> Result<u64, ConfigError> {
         let raw = self.required(var)?;
-        match raw.parse::<u64>() {
-            Ok(n) if n > 0 => Ok(n),
+        // GitHub's ids are signed 64-bit numbers.
+        match raw.parse::<i64>() {
+            Ok(n) if n > 0 => Ok(n.unsigned_abs()),
             _ => Err(ConfigError::invalid(
                 var,
-                format!("must be a positive integer, got {raw:?}"),
+                format!("must be a positive integer below 2^63, got {raw:?}"),
             )),
         }
     }
@@ -292,14 +345,28 @@ impl Env<'_> {
     }
 }
 
+/// The value as shown in an error: withheld when it may carry a credential (user
+/// info, a query or a fragment, where tokens tend to be put).
+fn shown_url(raw: &str) -> String {
+    if raw.contains(['@', '?', '#']) {
+        "a value with user info, a query or a fragment (not shown: it may hold a credential)"
+            .to_owned()
+    } else {
+        format!("{raw:?}")
+    }
+}
+
 fn parse_http_url(var: &'static str, raw: &str) -> Result<Url, ConfigError> {
     let url = Url::parse(raw).map_err(|e| {
-        ConfigError::invalid(var, format!("must be an http(s) URL, got {raw:?} ({e})"))
+        ConfigError::invalid(
+            var,
+            format!("must be an http(s) URL, got {} ({e})", shown_url(raw)),
+        )
     })?;
     if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
         return Err(ConfigError::invalid(
             var,
-            format!("must be an http(s) URL with a host, got {raw:?}"),
+            format!("must be an http(s) URL with a host, got {}", shown_url(raw)),
         ));
     }
     if !url.username().is_empty() || url.password().is_some() {
@@ -313,7 +380,7 @@ fn parse_http_url(var: &'static str, raw: &str) -> Result<Url, ConfigError> {
     if url.query().is_some() || url.fragment().is_some() {
         return Err(ConfigError::invalid(
             var,
-            format!("must not carry a query or fragment, got {raw:?}"),
+            "must not carry a query or fragment",
         ));
     }
     Ok(url)
@@ -429,6 +496,75 @@ mod tests {
             env.insert(var, "   ".to_owned());
             assert_eq!(load(&env).unwrap_err(), ConfigError::Missing { var });
         }
+    }
+
+    #[test]
+    fn hardening_settings_have_safe_defaults_and_bounds() {
+        let c = load(&base()).unwrap();
+        assert_eq!(c.shutdown_drain, Duration::ZERO);
+        assert_eq!(c.http_max_connections, 1024);
+        assert_eq!(c.webhook_buffer_limit_bytes, 64 * 1024 * 1024);
+        let mut env = base();
+        env.insert("SHUTDOWN_DRAIN_SECONDS", "5".to_owned());
+        env.insert("HTTP_MAX_CONNECTIONS", "16".to_owned());
+        env.insert("WEBHOOK_BUFFER_LIMIT_MB", "25".to_owned());
+        let c = load(&env).unwrap();
+        assert_eq!(c.shutdown_drain, Duration::from_secs(5));
+        assert_eq!(c.http_max_connections, 16);
+        assert_eq!(c.webhook_buffer_limit_bytes, 25 * 1024 * 1024);
+        // One body of GitHub's 25 MB maximum must always fit.
+        for (var, bad) in [
+            ("WEBHOOK_BUFFER_LIMIT_MB", "24"),
+            ("SHUTDOWN_DRAIN_SECONDS", "61"),
+            ("HTTP_MAX_CONNECTIONS", "15"),
+        ] {
+            let mut env = base();
+            env.insert(var, bad.to_owned());
+            assert_eq!(load(&env).unwrap_err().variable(), var);
+        }
+    }
+
+    #[test]
+    fn app_ids_beyond_githubs_signed_64_bits_are_refused() {
+        let mut env = base();
+        env.insert("GITHUB_APP_ID", "9223372036854775807".to_owned());
+        assert_eq!(load(&env).unwrap().github_app_id, 9_223_372_036_854_775_807);
+        env.insert("GITHUB_APP_ID", "9223372036854775808".to_owned());
+        assert_eq!(load(&env).unwrap_err().variable(), "GITHUB_APP_ID");
+    }
+
+    #[test]
+    fn trimmed_secrets_are_named_for_a_warning() {
+        let mut env = base();
+        env.insert("GITHUB_WEBHOOK_SECRET", "  whsec \n".to_owned());
+        let c = load(&env).unwrap();
+        assert_eq!(c.webhook_secret.expose(), "whsec");
+        assert_eq!(c.trimmed_secrets, vec!["GITHUB_WEBHOOK_SECRET"]);
+        assert!(load(&base()).unwrap().trimmed_secrets.is_empty());
+    }
+
+    #[test]
+    fn url_errors_never_show_a_value_that_may_hold_a_credential() {
+        for raw in [
+            "https://sitg.io/?token=hunter2",
+            "https://us er:hunter2@sitg io",
+            "ftp://u:hunter2@sitg.io",
+            "https://sitg.io/#hunter2",
+        ] {
+            let mut env = base();
+            env.insert("BACKEND_BASE_URL", raw.to_owned());
+            let message = load(&env).unwrap_err().to_string();
+            assert!(message.starts_with("BACKEND_BASE_URL "), "{message}");
+            assert!(!message.contains("hunter2"), "{message}");
+        }
+        let mut env = base();
+        env.insert("BACKEND_BASE_URL", "not a url".to_owned());
+        assert!(
+            load(&env)
+                .unwrap_err()
+                .to_string()
+                .contains("\"not a url\"")
+        );
     }
 
     #[test]

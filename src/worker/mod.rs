@@ -146,6 +146,13 @@ pub async fn run(
         backend = %config.backend_base_url,
         github_api = %config.github_api_base_url,
     );
+    for var in &config.trimmed_secrets {
+        tracing::warn!(
+            event = "config_secret_trimmed",
+            variable = var,
+            "white space around the value was removed; the secret in use is the trimmed one"
+        );
+    }
     let stopping = CancellationToken::new();
     let lifecycle = Arc::clone(&state.lifecycle);
     let signal = {
