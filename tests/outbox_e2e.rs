@@ -561,3 +561,70 @@ async fn failing_actions_do_not_starve_the_rest_of_the_queue() {
     let records = settled(&peers, &[healthy], Duration::from_secs(30)).await;
     assert_eq!(records[0].status, ActionStatus::Done);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_hmac_secret_is_named_in_readiness_metrics_and_logs() {
+    let peers = setup().await;
+    let worker = spawn_worker(
+        &peers,
+        &[
+            ("OUTBOX_POLL_INTERVAL_MS", "500"),
+            ("BACKEND_INTERNAL_HMAC_SECRET", "not-the-provisioned-secret"),
+        ],
+    )
+    .await;
+    // The claim loop signs with the wrong secret; the simulator answers 403.
+    let client = reqwest::Client::new();
+    let mut warnings = serde_json::Value::Null;
+    let flagged = {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let ready = client.get(worker.url("/readyz")).send().await.unwrap();
+            // Still ready: the backend answers, and readiness must not hinge on a call
+            // that a webhook-only worker would never make again.
+            assert_eq!(ready.status(), 200);
+            let body: serde_json::Value = ready.json().await.unwrap();
+            if !body["warnings"].is_null() {
+                warnings = body["warnings"].clone();
+                break true;
+            }
+            if Instant::now() > deadline {
+                break false;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    assert!(
+        flagged,
+        "no warning in /readyz; logs:\n{}",
+        worker.logs_text()
+    );
+    let hint = warnings[0].as_str().unwrap();
+    assert!(
+        hint.contains("403") && hint.contains("BACKEND_INTERNAL_HMAC_SECRET"),
+        "{hint}"
+    );
+    assert_eq!(worker.metric("sitg_bot_backend_refusing").await, 1.0);
+    let logged = worker.events("backend_refusing");
+    assert_eq!(logged.len(), 1, "logged once, not on every claim");
+    assert_eq!(logged[0]["status"], 403);
+    assert!(!worker.logs_text().contains("not-the-provisioned-secret"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_healthy_worker_reports_no_refusal() {
+    let peers = setup().await;
+    let id = peers
+        .backend
+        .enqueue_action(upsert(7, "Gate text.", "sitg:gate:ok"));
+    let worker = spawn_worker(&peers, &fast_poll()).await;
+    settled(&peers, &[id], Duration::from_secs(20)).await;
+    let body: serde_json::Value = reqwest::get(worker.url("/readyz"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body, serde_json::json!({"status": "ready"}));
+    assert_eq!(worker.metric("sitg_bot_backend_refusing").await, 0.0);
+}

@@ -1,11 +1,11 @@
 //! HTTP client for the backend's internal API: signing, retries and deadlines.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use backon::{ExponentialBuilder, Retryable};
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
 use reqwest::StatusCode;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -124,6 +124,7 @@ impl BackendError {
 struct Metrics {
     requests: IntCounterVec,
     duration: HistogramVec,
+    refusing: IntGauge,
 }
 
 impl Metrics {
@@ -145,9 +146,19 @@ impl Metrics {
             ]),
             &["endpoint"],
         )?;
+        let refusing = IntGauge::new(
+            "sitg_bot_backend_refusing",
+            "1 while the backend's last answer said the worker is misconfigured (403: key id or \
+             HMAC secret; 404 on a fixed endpoint: BACKEND_BASE_URL), else 0",
+        )?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(duration.clone()))?;
-        Ok(Self { requests, duration })
+        registry.register(Box::new(refusing.clone()))?;
+        Ok(Self {
+            requests,
+            duration,
+            refusing,
+        })
     }
 }
 
@@ -160,7 +171,50 @@ struct Inner {
     reachable: AtomicBool,
     /// Probes failed in a row; readiness drops only after [`UNREACHABLE_AFTER`] of them.
     probe_failures: AtomicU32,
+    /// What the backend's last answer said about our configuration.
+    refusal: AtomicU8,
     metrics: Metrics,
+}
+
+/// Why the backend refuses this worker, from its last answer to a signed call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// 403: the key id is unknown, inactive or revoked, the HMAC secret does not match,
+    /// or the host clock is off by more than 300 s (contract §1.1).
+    Forbidden,
+    /// 404 on an endpoint that always exists: `BACKEND_BASE_URL` points at the wrong
+    /// path or service.
+    NotFound,
+}
+
+impl Refusal {
+    fn code(self) -> u8 {
+        match self {
+            Self::Forbidden => 1,
+            Self::NotFound => 2,
+        }
+    }
+
+    fn from_code(code: u8) -> Option<Self> {
+        match code {
+            1 => Some(Self::Forbidden),
+            2 => Some(Self::NotFound),
+            _ => None,
+        }
+    }
+
+    /// What an operator should check, for `/readyz` and the log.
+    pub fn hint(self) -> &'static str {
+        match self {
+            Self::Forbidden => {
+                "backend answers 403 to signed requests: check BACKEND_BOT_KEY_ID, \
+                 BACKEND_INTERNAL_HMAC_SECRET and the host clock"
+            }
+            Self::NotFound => {
+                "backend answers 404 on /internal/v2 endpoints: check BACKEND_BASE_URL"
+            }
+        }
+    }
 }
 
 /// Failed probes in a row before the backend counts as unreachable: one lost request
@@ -204,6 +258,7 @@ impl BackendClient {
                 service_token: config.service_token.filter(|t| !t.is_empty()),
                 reachable: AtomicBool::new(false),
                 probe_failures: AtomicU32::new(0),
+                refusal: AtomicU8::new(0),
                 metrics: Metrics::register(registry)?,
             }),
         })
@@ -213,6 +268,38 @@ impl BackendClient {
     /// three failed probes in a row.
     pub fn is_reachable(&self) -> bool {
         self.inner.reachable.load(Ordering::Relaxed)
+    }
+
+    /// Whether the backend's last answer to a signed call said this worker is
+    /// misconfigured (set by a 403, or a 404 on an endpoint without an id in its path;
+    /// cleared by any 2xx). Not a readiness condition: a worker that only takes webhooks
+    /// would never be sent the request that clears it.
+    pub fn refusal(&self) -> Option<Refusal> {
+        Refusal::from_code(self.inner.refusal.load(Ordering::Relaxed))
+    }
+
+    fn note_answer(&self, endpoint: &'static str, status: StatusCode) {
+        let refusal = match status.as_u16() {
+            200..=299 => None,
+            403 => Some(Refusal::Forbidden),
+            // A result report addresses an action by id: its 404 says nothing about us.
+            404 if endpoint != "result" => Some(Refusal::NotFound),
+            _ => return,
+        };
+        let code = refusal.map_or(0, Refusal::code);
+        let before = self.inner.refusal.swap(code, Ordering::Relaxed);
+        self.inner.metrics.refusing.set(i64::from(code != 0));
+        if before != code {
+            match refusal {
+                Some(refusal) => tracing::error!(
+                    event = "backend_refusing",
+                    endpoint,
+                    status = status.as_u16(),
+                    hint = refusal.hint()
+                ),
+                None => tracing::info!(event = "backend_accepting", endpoint),
+            }
+        }
     }
 
     /// Checks that the backend answers HTTP at all (`GET {base}/`, any status counts),
@@ -481,6 +568,7 @@ impl BackendClient {
         };
         inner.reachable.store(true, Ordering::Relaxed);
         let status = response.status();
+        self.note_answer(endpoint, status);
         inner
             .metrics
             .requests

@@ -5,5 +5,7 @@ pub mod client;
 pub mod signing;
 pub mod types;
 
-pub use client::{BackendClient, BackendConfig, BackendError, BackendSetupError, CallPolicy};
+pub use client::{
+    BackendClient, BackendConfig, BackendError, BackendSetupError, CallPolicy, Refusal,
+};
 pub use signing::{RequestSigner, SignatureClock, SignedMessage};

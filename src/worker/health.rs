@@ -14,7 +14,9 @@ pub async fn healthz() -> impl IntoResponse {
 }
 
 /// Readiness: 200 when the worker can do its job — not stopping and the backend
-/// answering HTTP; 503 with the reasons otherwise.
+/// answering HTTP; 503 with the reasons otherwise. A 200 carries `warnings` when the
+/// backend's last answer said this worker is misconfigured (see
+/// [`crate::backend::Refusal`]), for the rollout checklist.
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let mut reasons = Vec::new();
     if state.lifecycle.is_shutting_down() {
@@ -24,7 +26,13 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         reasons.push("backend unreachable");
     }
     if reasons.is_empty() {
-        (StatusCode::OK, Json(json!({"status": "ready"})))
+        match state.backend.refusal() {
+            None => (StatusCode::OK, Json(json!({"status": "ready"}))),
+            Some(refusal) => (
+                StatusCode::OK,
+                Json(json!({"status": "ready", "warnings": [refusal.hint()]})),
+            ),
+        }
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
