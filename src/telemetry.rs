@@ -9,7 +9,8 @@ use crate::config::LogFormat;
 /// Installs the global subscriber. Keep the returned guard alive for the life of the
 /// process: dropping it flushes buffered lines.
 ///
-/// The level comes from `RUST_LOG`, else `default_level` (`info` for workers). Lines carry a timestamp, the
+/// The level comes from `RUST_LOG`, else `default_level` (`info` for workers; also when
+/// `RUST_LOG` does not parse, which is logged as `log_filter_invalid`). Lines carry a timestamp, the
 /// level, an `event` name and structured context; secrets never enter them because the
 /// types holding secrets print `[redacted]`.
 pub fn init(format: LogFormat, default_level: &str) -> WorkerGuard {
@@ -21,8 +22,14 @@ pub fn init(format: LogFormat, default_level: &str) -> WorkerGuard {
         // second of log at thousands of webhooks per second; the writer drains faster.
         .buffered_lines_limit(8_192)
         .finish(std::io::stdout());
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    // A filter that does not parse must not silence the process, nor pass unnoticed.
+    let (filter, invalid) = match std::env::var("RUST_LOG") {
+        Ok(raw) if !raw.trim().is_empty() => match EnvFilter::try_new(&raw) {
+            Ok(filter) => (filter, None),
+            Err(err) => (EnvFilter::new(default_level), Some(err.to_string())),
+        },
+        _ => (EnvFilter::new(default_level), None),
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)
@@ -41,5 +48,14 @@ pub fn init(format: LogFormat, default_level: &str) -> WorkerGuard {
     };
     // Already installed (tests, dev mode): the existing subscriber keeps working.
     drop(result);
+    if let Some(error) = invalid {
+        tracing::warn!(
+            event = "log_filter_invalid",
+            variable = "RUST_LOG",
+            error = %error,
+            default_level,
+            "RUST_LOG does not parse; logging at the default level"
+        );
+    }
     guard
 }

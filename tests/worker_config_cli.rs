@@ -78,3 +78,18 @@ fn an_unusable_private_key_is_refused_without_echoing_it() {
         assert!(!text.contains(secret), "{secret} leaked: {text}");
     }
 }
+
+#[test]
+fn an_unparsable_log_filter_is_reported_not_silently_dropped() {
+    // The key is not usable, so the worker stops right after logging starts; the
+    // warning must be out by then.
+    let (code, text) = run(&with(&base_env(), "RUST_LOG", "[[["));
+    assert_ne!(code, 0);
+    let warning = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["event"] == "log_filter_invalid")
+        .unwrap_or_else(|| panic!("no log_filter_invalid line in:\n{text}"));
+    assert_eq!(warning["variable"], "RUST_LOG");
+    assert_eq!(warning["level"], "WARN");
+}

@@ -32,7 +32,20 @@ pub enum KeyError {
     /// PEM parsed but signing with it failed (e.g. a public key or a damaged private key).
     #[error("the GitHub App private key cannot sign an RS256 JWT")]
     Unusable,
+    /// A passphrase-protected PEM (`ENCRYPTED PRIVATE KEY`, or `Proc-Type: 4,ENCRYPTED`).
+    #[error(
+        "the GitHub App private key is encrypted; give the unencrypted PEM that GitHub generates (openssl rsa -in key.pem -out plain.pem)"
+    )]
+    Encrypted,
+    /// An RSA modulus shorter than [`MIN_KEY_BITS`].
+    #[error(
+        "the GitHub App private key has {bits} bits; GitHub App keys have at least 2048 (generate a new one in the App's settings)"
+    )]
+    TooShort { bits: usize },
 }
+
+/// GitHub generates 2048-bit App keys; a shorter key is not one of them.
+pub const MIN_KEY_BITS: usize = 2048;
 
 /// Parses the App's private key once, for signing App JWTs.
 ///
@@ -48,10 +61,29 @@ pub fn parse_app_private_key(pem: &SecretString) -> Result<EncodingKey, KeyError
     if normalised.is_empty() {
         return Err(KeyError::Empty);
     }
+    if normalised.contains("ENCRYPTED") {
+        return Err(KeyError::Encrypted);
+    }
     let key = EncodingKey::from_rsa_pem(normalised.as_bytes())
         .map_err(|_| KeyError::NotRsaPrivateKeyPem)?;
+    if let Some(bits) = modulus_bits(&normalised) {
+        if bits < MIN_KEY_BITS {
+            return Err(KeyError::TooShort { bits });
+        }
+    }
     sign(&key, &app_jwt_claims(0, 0)).map_err(|_| KeyError::Unusable)?;
     Ok(key)
+}
+
+/// Bits of the RSA modulus of a PKCS#1 or PKCS#8 PEM, when the `rsa` crate reads it.
+fn modulus_bits(pem: &str) -> Option<usize> {
+    use rsa::pkcs1::DecodeRsaPrivateKey;
+    use rsa::pkcs8::DecodePrivateKey;
+    use rsa::traits::PublicKeyParts;
+    rsa::RsaPrivateKey::from_pkcs1_pem(pem)
+        .or_else(|_| rsa::RsaPrivateKey::from_pkcs8_pem(pem).map_err(|_| ()))
+        .ok()
+        .map(|key| key.n().bits())
 }
 
 /// Undoes `\n` escapes and surrounding whitespace or quotes left by env files.
@@ -264,5 +296,28 @@ mod tests {
         // A damaged body.
         let damaged = k.pkcs1_pem.replacen("MII", "MIX", 1);
         assert!(parse_app_private_key(&SecretString::new(damaged)).is_err());
+    }
+
+    #[test]
+    fn encrypted_and_short_keys_are_named_as_such() {
+        use rsa::pkcs8::{EncodePrivateKey, LineEnding};
+        let private = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 1024).unwrap();
+        let short = private.to_pkcs8_pem(LineEnding::LF).unwrap().to_string();
+        assert_eq!(
+            parse_app_private_key(&SecretString::new(short)).unwrap_err(),
+            KeyError::TooShort { bits: 1024 }
+        );
+        // The 2048-bit keys GitHub generates pass, in both encodings.
+        let k = test_key();
+        for pem in [&k.pkcs1_pem, &k.pkcs8_pem] {
+            assert!(parse_app_private_key(&SecretString::new(pem.clone())).is_ok());
+        }
+        let encrypted = "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIFHDBOBgkqhkiG9w0BBQ0w\n-----END ENCRYPTED PRIVATE KEY-----\n";
+        let legacy = "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,00\n\nMIIE\n-----END RSA PRIVATE KEY-----\n";
+        for pem in [encrypted, legacy] {
+            let err = parse_app_private_key(&SecretString::new(pem)).unwrap_err();
+            assert_eq!(err, KeyError::Encrypted);
+            assert!(err.to_string().contains("encrypted"));
+        }
     }
 }
