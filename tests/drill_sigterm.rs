@@ -132,3 +132,66 @@ async fn sigterm_with_a_full_batch_and_live_webhooks() {
         in_flight.len()
     );
 }
+
+/// The drain Kubernetes needs: after SIGTERM the pod stays in the Service's endpoints
+/// until every node has seen its removal, so deliveries keep arriving for a few
+/// seconds. With `SHUTDOWN_DRAIN_SECONDS` the worker answers `/readyz` 503 at once but
+/// keeps accepting new connections for that long, then stops and exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_keeps_serving_new_connections_during_the_drain() {
+    const DRAIN_SECONDS: u64 = 5;
+    let peers = peers().await;
+    let mut worker = spawn_worker(
+        &peers,
+        &[("SHUTDOWN_DRAIN_SECONDS", &DRAIN_SECONDS.to_string())],
+    )
+    .await;
+    // A client per request: each one opens a new connection, as a request routed here
+    // by another node would.
+    let fresh = || reqwest::Client::new();
+
+    worker.sigterm();
+    let mut readiness = None;
+    for _ in 0..100 {
+        match fresh().get(worker.url("/readyz")).send().await {
+            Ok(r) if r.status() == 503 => {
+                readiness = Some(503);
+                break;
+            }
+            Ok(r) => readiness = Some(r.status().as_u16()),
+            Err(err) => panic!(
+                "new connection refused during the drain: {err}\n{}",
+                worker.logs_text()
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(readiness, Some(503), "{}", worker.logs_text());
+
+    let secret = peers.webhook_secret.expose().to_owned();
+    let body = opened_body();
+    let answered = deliver_once(
+        &fresh(),
+        &worker.url("/webhooks/github"),
+        &sign(&secret, &body),
+        &body,
+    )
+    .await;
+    assert_eq!(answered.status, Ok(200), "{}", worker.logs_text());
+    let health = fresh().get(worker.url("/healthz")).send().await;
+    assert_eq!(health.map(|r| r.status().as_u16()).ok(), Some(200));
+
+    let exit = worker.wait_exit(GRACE_PERIOD).await;
+    assert!(
+        exit.is_some_and(|s| s.success()),
+        "exit {exit:?}\n{}",
+        worker.logs_text()
+    );
+    let draining = worker.events("worker_draining");
+    assert_eq!(draining.len(), 1, "{}", worker.logs_text());
+    assert_eq!(draining[0]["seconds"], DRAIN_SECONDS);
+    assert!(
+        fresh().get(worker.url("/healthz")).send().await.is_err(),
+        "still serving after exit"
+    );
+}

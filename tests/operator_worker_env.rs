@@ -76,6 +76,7 @@ async fn worker_pods_get_every_variable_the_worker_reads() {
         ("OUTBOX_POLLING_ENABLED", "true"),
         ("OUTBOX_POLL_INTERVAL_MS", "750"),
         ("OUTBOX_CLAIM_LIMIT", "50"),
+        ("SHUTDOWN_DRAIN_SECONDS", "5"),
         ("WORKER_ID", pod_name.as_str()),
     ]
     .into_iter()

@@ -6,6 +6,7 @@
 
 pub mod health;
 pub mod ingress;
+pub mod serve;
 pub mod state;
 
 use std::sync::Arc;
@@ -128,9 +129,11 @@ async fn watch_backend(state: AppState, shutdown: CancellationToken) {
     }
 }
 
-/// Runs one worker until `shutdown` fires, then: readiness goes 503, the outbox stops
-/// claiming and reports every claimed action, in-flight webhooks are answered, and the
-/// function returns.
+/// Runs one worker until `shutdown` fires, then: readiness goes 503 and the outbox
+/// stops claiming and reports every claimed action, while both listeners keep serving
+/// for `config.shutdown_drain` (load balancers still route here until they see the
+/// endpoint removed); then the listeners close, in-flight requests are answered
+/// (within `config.shutdown_timeout`), and the function returns.
 pub async fn run(
     config: WorkerConfig,
     state: AppState,
@@ -153,16 +156,35 @@ pub async fn run(
             "white space around the value was removed; the secret in use is the trimmed one"
         );
     }
+    // Two steps: `stopping` ends the outbox and the backend watcher at the signal;
+    // `stop_accepting` closes the listeners once the drain is over.
     let stopping = CancellationToken::new();
+    let stop_accepting = CancellationToken::new();
     let lifecycle = Arc::clone(&state.lifecycle);
+    let drain = config.shutdown_drain;
     let signal = {
         let stopping = stopping.clone();
+        let stop_accepting = stop_accepting.clone();
         async move {
             shutdown.cancelled().await;
             lifecycle.begin_shutdown();
             tracing::info!(event = "worker_stopping");
             stopping.cancel();
+            if !drain.is_zero() {
+                tracing::info!(
+                    event = "worker_draining",
+                    seconds = drain.as_secs(),
+                    "readiness is 503; still serving until load balancers stop routing here"
+                );
+                tokio::time::sleep(drain).await;
+            }
+            stop_accepting.cancel();
         }
+    };
+    let limits = serve::ServeLimits {
+        header_read_timeout: serve::HEADER_READ_TIMEOUT,
+        max_connections: config.http_max_connections,
+        in_flight_budget: config.shutdown_timeout,
     };
 
     let watcher = tokio::spawn(watch_backend(state.clone(), stopping.clone()));
@@ -182,18 +204,15 @@ pub async fn run(
         ))
     });
     let metrics_server = listeners.metrics.map(|listener| {
-        let app = ops_app(state.clone());
-        let stop = stopping.clone();
-        tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await
-        })
+        tokio::spawn(serve::serve(
+            listener,
+            ops_app(state.clone()),
+            limits,
+            stop_accepting.clone(),
+        ))
     });
-
-    let main = axum::serve(listeners.main, app(state))
-        .with_graceful_shutdown(stopping.clone().cancelled_owned());
-    let (served, ()) = tokio::join!(main, signal);
+    let main = serve::serve(listeners.main, app(state), limits, stop_accepting);
+    tokio::join!(main, signal);
 
     if let Some(outbox) = outbox {
         if let Err(err) = outbox.await {
@@ -201,14 +220,11 @@ pub async fn run(
         }
     }
     if let Some(server) = metrics_server {
-        match server.await {
-            Ok(Err(err)) => tracing::error!(event = "metrics_server_failed", error = %err),
-            Err(err) => tracing::error!(event = "metrics_server_failed", error = %err),
-            Ok(Ok(())) => {}
+        if let Err(err) = server.await {
+            tracing::error!(event = "metrics_server_failed", error = %err);
         }
     }
     watcher.abort();
-    served?;
     tracing::info!(event = "worker_stopped", worker_id = %config.worker_id);
     Ok(())
 }

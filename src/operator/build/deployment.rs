@@ -25,9 +25,20 @@ pub const WEBHOOK_PORT: i32 = 8080;
 /// Container port of the second listener serving `/metrics`, `/healthz`, `/readyz`
 /// (`METRICS_PORT`).
 pub const METRICS_PORT: i32 = 9090;
-/// Seconds the kubelet waits after SIGTERM; the worker releases its claimed actions
-/// well within this.
+/// `SHUTDOWN_DRAIN_SECONDS` of the worker: after SIGTERM it keeps serving this long
+/// with `/readyz` at 503, because kube-proxy and ingress controllers learn of the
+/// pod's endpoint removal only after the signal, and GitHub does not redeliver a
+/// refused delivery.
+const SHUTDOWN_DRAIN_SECONDS: i64 = 5;
+/// The worker's in-flight budget after the drain (`SHUTDOWN_TIMEOUT_SECONDS`, left at
+/// its default): claimed actions reported and open requests answered.
+const WORKER_SHUTDOWN_TIMEOUT_SECONDS: i64 = 20;
+/// Seconds the kubelet waits after SIGTERM before SIGKILL: the drain plus the worker's
+/// in-flight budget, with room to spare so a SIGKILL never strands a claimed action.
 const TERMINATION_GRACE_SECONDS: i64 = 40;
+const _: () = assert!(
+    TERMINATION_GRACE_SECONDS >= SHUTDOWN_DRAIN_SECONDS + WORKER_SHUTDOWN_TIMEOUT_SECONDS + 5
+);
 /// The non-root user of the image (distroless `nonroot`).
 const RUN_AS_USER: i64 = 65532;
 
@@ -171,6 +182,7 @@ fn worker_env(fleet: &ValidFleet) -> Vec<EnvVar> {
             s.outbox_poll_interval_ms.to_string(),
         ),
         ("OUTBOX_CLAIM_LIMIT", s.outbox_claim_limit.to_string()),
+        ("SHUTDOWN_DRAIN_SECONDS", SHUTDOWN_DRAIN_SECONDS.to_string()),
     ]);
     let secret_name = worker_env_secret_name(&fleet.name);
     let mut env: Vec<EnvVar> = plain
@@ -390,6 +402,7 @@ mod tests {
             Some("5000")
         );
         assert_eq!(plain(&env, "OUTBOX_CLAIM_LIMIT").as_deref(), Some("25"));
+        assert_eq!(plain(&env, "SHUTDOWN_DRAIN_SECONDS").as_deref(), Some("5"));
         for secret_var in [
             "GITHUB_WEBHOOK_SECRET",
             "GITHUB_APP_PRIVATE_KEY",
