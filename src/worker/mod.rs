@@ -23,7 +23,7 @@ use crate::github::{GitHubClient, GitHubConfig, parse_app_private_key};
 use crate::metrics::WorkerMetrics;
 use crate::outbox::{self, Executor, OutboxSettings, RetryPolicy};
 use crate::webhook::WebhookVerifier;
-pub use state::{AppState, BodyBudget, Lifecycle};
+pub use state::{AppState, Lifecycle};
 
 /// `user-agent` of the worker's requests to GitHub and the backend.
 pub const USER_AGENT: &str = concat!("sitg-bot/", env!("CARGO_PKG_VERSION"));
@@ -77,7 +77,7 @@ pub fn build_state(config: &WorkerConfig) -> Result<AppState, WorkerError> {
         },
         &metrics.registry,
     )?;
-    let body_budget = BodyBudget::new(
+    let body_budget = state::BodyBudget::new(
         config.webhook_buffer_limit_bytes,
         metrics.webhook_body_bytes_reserved.clone(),
     );
