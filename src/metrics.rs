@@ -8,9 +8,77 @@ use prometheus::{
     Opts, Registry, TextEncoder,
 };
 
+use crate::outbox::action::ActionKind;
+
 /// Latency buckets in seconds, from 1 ms to GitHub's 10 s delivery budget and beyond.
 const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// `reason` values of `sitg_bot_webhook_signature_failures_total`, one per
+/// [`crate::webhook::SignatureError`] variant.
+pub const SIGNATURE_FAILURE_REASONS: [&str; 3] = ["missing", "malformed", "mismatch"];
+
+/// Why the ingress refused a delivery other than for its signature: the `reason` label
+/// of `sitg_bot_webhook_rejected_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectReason {
+    /// 413: body over GitHub's 25 MB.
+    TooLarge,
+    /// 400: the connection failed while the body was read.
+    Unreadable,
+    /// 408: the body did not arrive in full within its deadline.
+    BodyTimeout,
+    /// 503: the bodies already held use the whole `WEBHOOK_BUFFER_LIMIT_MB` budget.
+    Overloaded,
+    /// 400: no usable `X-GitHub-Event`.
+    MissingEvent,
+    /// 400: no usable `X-GitHub-Delivery`.
+    InvalidDeliveryId,
+    /// 400: malformed JSON, a missing field or a value the backend cannot store.
+    InvalidPayload,
+}
+
+impl RejectReason {
+    /// Every reason, so each series exists (at 0) from the start.
+    pub const ALL: [Self; 7] = [
+        Self::TooLarge,
+        Self::Unreadable,
+        Self::BodyTimeout,
+        Self::Overloaded,
+        Self::MissingEvent,
+        Self::InvalidDeliveryId,
+        Self::InvalidPayload,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::TooLarge => "too_large",
+            Self::Unreadable => "unreadable",
+            Self::BodyTimeout => "body_timeout",
+            Self::Overloaded => "overloaded",
+            Self::MissingEvent => "missing_event",
+            Self::InvalidDeliveryId => "invalid_delivery_id",
+            Self::InvalidPayload => "invalid_payload",
+        }
+    }
+}
+
+/// Failure codes the outbox reports (contract §1.5, §2): the `code` label of
+/// `sitg_bot_outbox_action_failures_total`. A code missing here is still counted; its
+/// series only starts at its first failure.
+pub const ACTION_FAILURE_CODES: [&str; 10] = [
+    crate::outbox::action::INVALID_ACTION_PAYLOAD,
+    crate::outbox::action::UNSUPPORTED_ACTION,
+    crate::outbox::executor::WORKER_SHUTDOWN,
+    "EXECUTION_ERROR",
+    "INSTALLATION_NOT_FOUND",
+    "GITHUB_RATE_LIMITED",
+    "GITHUB_PERMISSION_DENIED",
+    "GITHUB_VALIDATION_FAILED",
+    "GITHUB_NOT_FOUND",
+    "GITHUB_APP_MISCONFIGURED",
 ];
 
 /// Every metric of one worker, registered in its own [`Registry`].
@@ -36,10 +104,15 @@ pub struct WorkerMetrics {
     /// `sitg_bot_webhook_previous_secret_total`: deliveries verified by the previous
     /// secret; when it stays flat, a rotation can be finished.
     pub previous_secret_used: IntCounter,
-    /// `sitg_bot_webhook_rejected_total{reason}`: deliveries answered 4xx other than 401.
+    /// `sitg_bot_webhook_rejected_total{reason}`: deliveries refused before processing
+    /// (4xx other than 401, and 503 `overloaded`); see [`RejectReason`] and
+    /// [`WorkerMetrics::reject`].
     pub webhook_rejected: IntCounterVec,
     /// `sitg_bot_webhook_duration_seconds`: from request to response.
     pub webhook_duration: Histogram,
+    /// `sitg_bot_webhook_body_bytes_reserved`: bytes of the `WEBHOOK_BUFFER_LIMIT_MB`
+    /// budget held by requests being read or checked, in whole KiB.
+    pub webhook_body_bytes_reserved: IntGauge,
     /// `sitg_bot_outbox_claim_total`: successful claims.
     pub outbox_claims: IntCounter,
     /// `sitg_bot_outbox_actions_claimed_total`
@@ -75,13 +148,20 @@ fn counter(registry: &Registry, name: &str, help: &str) -> Result<IntCounter, Me
     Ok(c)
 }
 
+/// A counter with one label whose values are known in advance. Each value's series is
+/// created at 0, so that `increase()` and `rate()` see the first event after a restart
+/// (a series that appears at 1 has no earlier sample to compare with).
 fn counter_vec(
     registry: &Registry,
     name: &str,
     help: &str,
-    labels: &[&str],
+    label: &str,
+    known_values: &[&str],
 ) -> Result<IntCounterVec, MetricsError> {
-    let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+    let c = IntCounterVec::new(Opts::new(name, help), &[label])?;
+    for value in known_values {
+        c.get_metric_with_label_values(&[value])?;
+    }
     registry.register(Box::new(c.clone()))?;
     Ok(c)
 }
@@ -106,12 +186,20 @@ impl WorkerMetrics {
             .buckets(LATENCY_BUCKETS.to_vec()),
             &["action_type"],
         )?;
+        for kind in [ActionKind::UpsertPrComment, ActionKind::ClosePrWithComment] {
+            action_duration.get_metric_with_label_values(&[kind.as_str()])?;
+        }
         r.register(Box::new(action_duration.clone()))?;
         let outbox_lag = Gauge::new(
             "sitg_bot_outbox_lag_seconds",
             "Age in seconds of the oldest action in the last claim (0 when the claim was empty)",
         )?;
         r.register(Box::new(outbox_lag.clone()))?;
+        let webhook_body_bytes_reserved = IntGauge::new(
+            "sitg_bot_webhook_body_bytes_reserved",
+            "Bytes of the webhook body budget (WEBHOOK_BUFFER_LIMIT_MB) held by requests in progress",
+        )?;
+        r.register(Box::new(webhook_body_bytes_reserved.clone()))?;
         let actions_in_flight = IntGauge::new(
             "sitg_bot_outbox_actions_in_flight",
             "Actions claimed by this worker and not yet reported",
@@ -157,7 +245,8 @@ impl WorkerMetrics {
                 &r,
                 "sitg_bot_webhook_signature_failures_total",
                 "Deliveries refused with 401 for a missing, malformed or wrong signature",
-                &["reason"],
+                "reason",
+                &SIGNATURE_FAILURE_REASONS,
             )?,
             previous_secret_used: counter(
                 &r,
@@ -167,10 +256,12 @@ impl WorkerMetrics {
             webhook_rejected: counter_vec(
                 &r,
                 "sitg_bot_webhook_rejected_total",
-                "Deliveries refused with 4xx other than 401, by reason",
-                &["reason"],
+                "Deliveries refused before processing (4xx other than 401, and 503 when over the buffer budget), by reason",
+                "reason",
+                &RejectReason::ALL.map(RejectReason::as_str),
             )?,
             webhook_duration,
+            webhook_body_bytes_reserved,
             outbox_claims: counter(
                 &r,
                 "sitg_bot_outbox_claim_total",
@@ -200,7 +291,8 @@ impl WorkerMetrics {
                 &r,
                 "sitg_bot_outbox_action_failures_total",
                 "Outbox action failures by failure code",
-                &["code"],
+                "code",
+                &ACTION_FAILURE_CODES,
             )?,
             action_duration,
             outbox_lag,
@@ -208,6 +300,13 @@ impl WorkerMetrics {
             errors: counter(&r, "sitg_bot_errors_total", "Errors handled by the worker")?,
             registry: r,
         })
+    }
+
+    /// Counts one refused delivery under `reason`.
+    pub fn reject(&self, reason: RejectReason) {
+        self.webhook_rejected
+            .with_label_values(&[reason.as_str()])
+            .inc();
     }
 
     /// The registry in Prometheus text exposition format (version 0.0.4).
@@ -228,6 +327,54 @@ impl WorkerMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_known_label_value_is_exposed_at_zero_before_any_event() {
+        let text = WorkerMetrics::new().unwrap().render();
+        let mut expected: Vec<String> = Vec::new();
+        for reason in SIGNATURE_FAILURE_REASONS {
+            expected.push(format!(
+                "sitg_bot_webhook_signature_failures_total{{reason=\"{reason}\"}} 0"
+            ));
+        }
+        for reason in RejectReason::ALL {
+            expected.push(format!(
+                "sitg_bot_webhook_rejected_total{{reason=\"{}\"}} 0",
+                reason.as_str()
+            ));
+        }
+        for code in ACTION_FAILURE_CODES {
+            expected.push(format!(
+                "sitg_bot_outbox_action_failures_total{{code=\"{code}\"}} 0"
+            ));
+        }
+        for kind in ["UPSERT_PR_COMMENT", "CLOSE_PR_WITH_COMMENT"] {
+            expected.push(format!(
+                "sitg_bot_outbox_action_duration_seconds_count{{action_type=\"{kind}\"}} 0"
+            ));
+        }
+        for line in expected {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line} missing in:\n{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_rejection_counts_under_its_reason() {
+        let m = WorkerMetrics::new().unwrap();
+        m.reject(RejectReason::Overloaded);
+        let text = m.render();
+        assert!(
+            text.lines()
+                .any(|l| l == "sitg_bot_webhook_rejected_total{reason=\"overloaded\"} 1")
+        );
+        assert!(
+            text.lines()
+                .any(|l| l == "sitg_bot_webhook_rejected_total{reason=\"too_large\"} 0")
+        );
+    }
 
     #[test]
     fn contract_counter_names_are_exposed() {

@@ -228,12 +228,36 @@ async fn bad_signatures_are_refused_with_401_and_counted() {
         assert_eq!(status, 401, "{sig:?}: {answer}");
         assert_eq!(answer["error"], "invalid_signature");
     }
+    // An unvalidated delivery header is not copied whole into the logs.
+    let mut huge = base(Some(sign("wrong-secret", &body)));
+    huge.retain(|(k, _)| *k != "x-github-delivery");
+    huge.push(("x-github-delivery", "d".repeat(300 * 1024)));
+    let (status, _) = worker.post_raw(&huge, body.clone()).await;
+    assert_eq!(status, 401);
+    let huge_id_logged = |logged: &Value| {
+        logged["delivery_id"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("ddd"))
+    };
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            worker
+                .events("webhook_signature_refused")
+                .iter()
+                .any(huge_id_logged)
+        })
+        .await
+    );
+    for logged in worker.events("webhook_signature_refused") {
+        let id = logged["delivery_id"].as_str().unwrap_or_default();
+        assert!(id.len() <= 200, "{} bytes of delivery id logged", id.len());
+    }
     assert!(peers.backend.events().is_empty());
     assert_eq!(
         worker
             .metric("sitg_bot_webhook_signature_failures_total")
             .await,
-        4.0
+        5.0
     );
     assert_eq!(worker.metric("sitg_bot_webhook_events_total").await, 0.0);
 }
@@ -336,6 +360,46 @@ async fn unstorable_payloads_get_400_and_never_spend_the_delivery() {
         .await;
     assert_eq!(answer.status, 400);
 
+    // A valid document followed by more bytes is not one payload.
+    for (i, tail) in [&b"xyz"[..], &opened_example()].into_iter().enumerate() {
+        let body = [opened_example().as_slice(), tail].concat();
+        let answer = worker
+            .deliver(&secret, "pull_request", &format!("spent-tail-{i}"), body)
+            .await;
+        assert_eq!(answer.status, 400, "{:?}", answer.body);
+        assert!(
+            answer.body["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("body:"),
+            "{:?}",
+            answer.body
+        );
+    }
+
+    // Repository names the outbox would refuse to act on are refused at ingress.
+    for (i, name) in ["../x", "o/r?x=1#"].into_iter().enumerate() {
+        let mut bad_name = good.clone();
+        bad_name["repository"]["full_name"] = json!(name);
+        let answer = worker
+            .deliver(
+                &secret,
+                "pull_request",
+                &format!("spent-name-{i}"),
+                serde_json::to_vec(&bad_name).unwrap(),
+            )
+            .await;
+        assert_eq!(answer.status, 400, "{name}: {:?}", answer.body);
+        assert!(
+            answer.body["message"]
+                .as_str()
+                .unwrap()
+                .contains("repository.full_name"),
+            "{:?}",
+            answer.body
+        );
+    }
+
     let answer = worker
         .deliver(
             &secret,
@@ -367,7 +431,7 @@ async fn unstorable_payloads_get_400_and_never_spend_the_delivery() {
         .await;
     assert_eq!(answer.status, 200);
     assert_eq!(answer.body["ingest_status"], "ACCEPTED");
-    assert_eq!(worker.metric("sitg_bot_webhook_rejected_total").await, 4.0);
+    assert_eq!(worker.metric("sitg_bot_webhook_rejected_total").await, 8.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -555,4 +619,174 @@ async fn health_readiness_and_metrics_endpoints_answer() {
     }
     let status = worker.terminate(Duration::from_secs(30)).await;
     assert!(status.success(), "{status:?}");
+}
+
+/// A request whose body stops arriving: `declared` bytes announced, `sent` bytes sent,
+/// then the stream stays open. Returns the status and JSON body of the answer.
+async fn stalled_upload(url: String, declared: u64, sent: usize) -> (u16, Value) {
+    let chunks = futures::stream::iter(
+        std::iter::once(Ok::<_, std::io::Error>(vec![b' '; sent])).filter(move |_| sent > 0),
+    )
+    .chain(futures::stream::pending());
+    let resp = reqwest::Client::new()
+        .post(url)
+        .header("x-github-event", "pull_request")
+        .header("x-github-delivery", uuid::Uuid::new_v4().to_string())
+        .header("x-hub-signature-256", "sha256=00")
+        .header("content-length", declared)
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send()
+        .await
+        .expect("an answer");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+const MIB: u64 = 1024 * 1024;
+
+async fn wait_for_reserved(worker: &WorkerProcess, cond: impl Fn(f64) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let reserved = worker.metric("sitg_bot_webhook_body_bytes_reserved").await;
+        if cond(reserved) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "reserved body bytes stayed at {reserved}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_over_the_buffer_budget_get_503_and_the_budget_comes_back() {
+    let examples = examples();
+    let peers = peers().await;
+    peers.install_for_examples(&examples).unwrap();
+    let worker = spawn_worker(
+        &peers,
+        &[
+            ("OUTBOX_POLLING_ENABLED", "false"),
+            ("WEBHOOK_BUFFER_LIMIT_MB", "25"),
+        ],
+    )
+    .await;
+    // 20 of the 25 MB held by an upload that is still arriving.
+    let holder = tokio::spawn(stalled_upload(
+        worker.url("/webhooks/github"),
+        20 * MIB,
+        MIB as usize,
+    ));
+    wait_for_reserved(&worker, |r| r >= (20 * MIB) as f64).await;
+
+    // 10 MB more do not fit: refused before any of it is read.
+    let (status, answer) = tokio::time::timeout(
+        Duration::from_secs(10),
+        stalled_upload(worker.url("/webhooks/github"), 10 * MIB, 0),
+    )
+    .await
+    .expect("answered without the body");
+    assert_eq!(status, 503, "{answer}");
+    assert_eq!(answer["error"], "overloaded");
+    assert!(!worker.events("webhook_overloaded").is_empty());
+
+    // A delivery that fits in what is left still goes through.
+    let fits = worker
+        .deliver(
+            peers.webhook_secret.expose(),
+            "pull_request",
+            "budget-1",
+            opened_example(),
+        )
+        .await;
+    assert_eq!(fits.status, 200, "{:?}", fits.body);
+    assert_eq!(fits.body["ingest_status"], "ACCEPTED");
+
+    // Once the holder's request ends, its share is free again.
+    let (status, _) = holder.await.unwrap();
+    assert_eq!(status, 408);
+    wait_for_reserved(&worker, |r| r == 0.0).await;
+    let (status, answer) = worker
+        .post_raw(
+            &[
+                ("x-github-event", "pull_request".to_owned()),
+                ("x-github-delivery", "budget-2".to_owned()),
+                ("x-hub-signature-256", "sha256=00".to_owned()),
+            ],
+            vec![b' '; (10 * MIB) as usize],
+        )
+        .await;
+    assert_eq!(status, 401, "the budget was given back: {answer}");
+    assert_eq!(
+        worker
+            .metric_with("sitg_bot_webhook_rejected_total", "reason=\"overloaded\"")
+            .await,
+        Some(1.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_upload_gets_408_and_is_no_worker_error() {
+    let peers = peers().await;
+    let worker = spawn_worker(&peers, &[("OUTBOX_POLLING_ENABLED", "false")]).await;
+    let (status, answer) = tokio::time::timeout(
+        Duration::from_secs(10),
+        stalled_upload(worker.url("/webhooks/github"), 64 * 1024, 1024),
+    )
+    .await
+    .expect("answered inside GitHub's 10 s");
+    assert_eq!(status, 408, "{answer}");
+    assert_eq!(answer["error"], "body_timeout");
+    assert_eq!(worker.metric("sitg_bot_errors_total").await, 0.0);
+    assert_eq!(
+        worker
+            .metric_with("sitg_bot_webhook_rejected_total", "reason=\"body_timeout\"")
+            .await,
+        Some(1.0)
+    );
+    wait_for_reserved(&worker, |r| r == 0.0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_5xx_answer_names_no_internal_address() {
+    let examples = examples();
+    let peers = peers().await;
+    peers.install_for_examples(&examples).unwrap();
+    let worker = spawn_worker(&peers, &[("OUTBOX_POLLING_ENABLED", "false")]).await;
+    let backend_url = peers.backend_server.base_url();
+    let backend_addr = backend_url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    // Connection refused: the error the client sees names the URL it tried.
+    peers.backend_server.shutdown().await.unwrap();
+    let answer = worker
+        .deliver(
+            peers.webhook_secret.expose(),
+            "pull_request",
+            "addr-1",
+            opened_example(),
+        )
+        .await;
+    assert!(answer.status >= 500, "{}: {:?}", answer.status, answer.body);
+    assert_eq!(answer.body["error"], "backend_unavailable");
+    assert!(
+        !answer.body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .is_empty()
+    );
+    let text = answer.body.to_string();
+    assert!(
+        !text.contains(&backend_addr) && !text.contains("http://"),
+        "{text}"
+    );
+    // The failure itself is logged, with its detail, for the operator.
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            !worker.events("webhook_forward_failed").is_empty()
+        })
+        .await
+    );
 }

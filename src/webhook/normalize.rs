@@ -14,8 +14,10 @@ use crate::backend::types::{
     InstallationRef, InstallationSyncEvent, PullRequestEvent, PullRequestRef, RepositoryRef,
     UserRef,
 };
+use crate::github::RepoFullName;
 
-/// Longest string accepted in an identifier-like field (logins, names, delivery ids).
+/// Longest string accepted in an identifier-like field (logins, names, delivery ids),
+/// in bytes.
 const MAX_NAME_LEN: usize = 255;
 /// Longest URL accepted.
 const MAX_URL_LEN: usize = 2048;
@@ -123,11 +125,14 @@ fn parse<'de, T: Deserialize<'de>>(body: &'de [u8]) -> Result<T, PayloadError> {
     // Tracking the path of every value costs about a third of the parse of a 25 KB
     // payload, and only a refusal needs it: parse untracked, and only when that fails
     // parse again with tracking to name the field.
-    if let Ok(value) = T::deserialize(&mut serde_json::Deserializer::from_slice(body)) {
-        return Ok(value);
+    let mut de = serde_json::Deserializer::from_slice(body);
+    if let Ok(value) = T::deserialize(&mut de) {
+        // A document followed by anything but white space (`{..}xyz`, two documents
+        // back to back) is not the JSON that was signed as one payload.
+        return end_of_body(de).map(|()| value);
     }
-    let de = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(de).map_err(|err| {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
         let path = err.path().to_string();
         // An error under an empty key renders as an empty path: name the body then.
         let field = if path.is_empty() || path == "." || path == "?" {
@@ -136,7 +141,15 @@ fn parse<'de, T: Deserialize<'de>>(body: &'de [u8]) -> Result<T, PayloadError> {
             path
         };
         PayloadError::new(field, err.into_inner().to_string())
-    })
+    })?;
+    end_of_body(de).map(|()| value)
+}
+
+fn end_of_body(
+    mut de: serde_json::Deserializer<serde_json::de::SliceRead<'_>>,
+) -> Result<(), PayloadError> {
+    de.end()
+        .map_err(|err| PayloadError::new("body", format!("must hold one JSON document: {err}")))
 }
 
 // --- Payload shapes: only what is read. Everything is optional so that a missing
@@ -250,23 +263,23 @@ fn name(value: Option<Cow<'_, str>>, field: &str) -> Result<String, PayloadError
     if trimmed.is_empty() {
         return Err(PayloadError::new(field, "must not be empty"));
     }
+    // Counted in bytes, the stricter measure: whatever unit the backend's column uses,
+    // 255 bytes of UTF-8 fit in it.
     if trimmed.len() > MAX_NAME_LEN || trimmed.chars().any(char::is_control) {
         return Err(PayloadError::new(
             field,
-            "must be at most 255 characters without control characters",
+            "must be at most 255 bytes of UTF-8 without control characters",
         ));
     }
     Ok(trimmed.to_owned())
 }
 
+/// The same check the outbox applies before a name becomes part of a GitHub URL, so
+/// that nothing the worker forwards would be refused when acted on later.
 fn full_name(value: Option<Cow<'_, str>>, field: &str) -> Result<String, PayloadError> {
     let value = name(value, field)?;
-    match value.split_once('/') {
-        Some((owner, repo)) if !owner.is_empty() && !repo.is_empty() && !repo.contains('/') => {
-            Ok(value)
-        }
-        _ => Err(PayloadError::new(field, "must be \"owner/name\"")),
-    }
+    RepoFullName::parse(&value).map_err(|err| PayloadError::new(field, err.to_string()))?;
+    Ok(value)
 }
 
 fn http_url(value: Option<Cow<'_, str>>, field: &str) -> Result<String, PayloadError> {
@@ -593,6 +606,84 @@ mod tests {
         })
         .unwrap_err();
         assert_eq!(err.field, "body");
+    }
+
+    #[test]
+    fn anything_after_the_json_document_is_refused() {
+        let good = serde_json::to_vec(&pr_payload("opened")).unwrap();
+        let trailing = |tail: &[u8]| [good.as_slice(), tail].concat();
+        for (event, body) in [
+            ("pull_request", trailing(b"xyz")),
+            ("pull_request", trailing(&good)),
+            ("pull_request", trailing(b" {}")),
+            ("installation", trailing(b"]")),
+        ] {
+            let err = normalize(Delivery {
+                event,
+                delivery_id: "d",
+                received_at: "t",
+                body: &body,
+            })
+            .unwrap_err();
+            assert_eq!(err.field, "body", "{err}");
+            assert!(err.problem.contains("trailing"), "{err}");
+        }
+        // Trailing white space (a final newline) is still one document.
+        let body = trailing(b" \n");
+        assert!(matches!(
+            normalize(Delivery {
+                event: "pull_request",
+                delivery_id: "d",
+                received_at: "t",
+                body: &body,
+            }),
+            Ok(Normalized::PullRequest(_))
+        ));
+    }
+
+    #[test]
+    fn repository_names_are_held_to_githubs_rules() {
+        for bad in ["../x", "o/r?x=1#", "o/..", "o/r/../../x", "-o/r", "o/r s"] {
+            let mut body = pr_payload("opened");
+            body["repository"]["full_name"] = json!(bad);
+            let err = run("pull_request", &body).unwrap_err();
+            assert_eq!(err.field, "repository.full_name", "{bad}: {err}");
+
+            let list = json!([{"id": 1, "full_name": bad}]);
+            let err = run(
+                "installation",
+                &installation_payload("created", list.clone()),
+            )
+            .unwrap_err();
+            assert_eq!(err.field, "repositories[0].full_name", "{bad}: {err}");
+            let body = json!({
+                "action": "removed",
+                "installation": {"id": 9, "account": {"login": "octocat", "type": "User"}},
+                "repositories_added": [],
+                "repositories_removed": list,
+            });
+            let err = run("installation_repositories", &body).unwrap_err();
+            assert_eq!(
+                err.field, "repositories_removed[0].full_name",
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_length_limit_is_stated_in_the_unit_it_counts() {
+        // 128 two-byte characters: 256 bytes, under 255 characters.
+        let login = "\u{e9}".repeat(128);
+        let mut body = pr_payload("opened");
+        body["pull_request"]["user"]["login"] = json!(login);
+        let err = run("pull_request", &body).unwrap_err();
+        assert_eq!(err.field, "pull_request.user.login");
+        assert!(err.problem.contains("255 bytes"), "{err}");
+        body["pull_request"]["user"]["login"] = json!("\u{e9}".repeat(127));
+        assert!(matches!(
+            run("pull_request", &body).unwrap(),
+            Normalized::PullRequest(_)
+        ));
     }
 
     #[test]

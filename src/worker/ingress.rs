@@ -1,23 +1,31 @@
 //! `POST /webhooks/github`: verify, normalise, forward, answer within GitHub's 10 s.
 //!
 //! Status codes: 401 bad signature; 400 malformed or unstorable payload (nothing
-//! forwarded); 413 body over 25 MB; 200 `ignored` for events not forwarded; 200 with the
-//! backend's `ingest_status` when forwarded; 502/503/504 when the backend or GitHub
-//! failed, so GitHub records the delivery as failed and it can be redelivered.
+//! forwarded); 408 body not received in full within [`BODY_READ_DEADLINE`]; 413 body over
+//! 25 MB; 503 `overloaded` when the bodies already held fill `WEBHOOK_BUFFER_LIMIT_MB`;
+//! 200 `ignored` for events not forwarded; 200 with the backend's `ingest_status` when
+//! forwarded; 502/503/504 when the backend or GitHub failed, so GitHub records the
+//! delivery as failed and it can be redelivered.
+//!
+//! Answers never carry internal addresses (backend URL, GitHub base URL); the logs do.
 
+use std::borrow::Cow;
 use std::time::{Duration, Instant};
 
 use axum::Json;
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use bytes::BytesMut;
+use http_body_util::BodyExt;
 use serde_json::json;
 
-use super::state::AppState;
+use super::state::{AppState, BodyReservation, BudgetExhausted};
 use crate::backend::types::{InstallationSyncEvent, PullRequestEvent, RepositoryRef};
 use crate::backend::{BackendError, CallPolicy};
 use crate::github::{GitHubError, RepoFullName};
+use crate::metrics::RejectReason;
 use crate::webhook::{
     Delivery, MatchedSecret, Normalized, SignatureError, normalize, validate_delivery_id,
 };
@@ -27,6 +35,11 @@ pub const MAX_BODY_BYTES: usize = 25 * 1024 * 1024;
 /// Everything, GitHub look-ups and backend retries included, ends within this; GitHub
 /// gives up after 10 s.
 const DELIVERY_BUDGET: Duration = Duration::from_millis(9_500);
+/// The body must arrive in full within this, inside [`DELIVERY_BUDGET`]: an upload that
+/// stalls is the sender's fault (408), and must leave time for the backend call.
+pub const BODY_READ_DEADLINE: Duration = Duration::from_secs(5);
+/// Longest part of an unvalidated `X-GitHub-Delivery` written to the logs.
+const LOGGED_DELIVERY_ID_PREFIX: usize = 64;
 
 fn answer(status: StatusCode, body: serde_json::Value) -> Response {
     (status, Json(body)).into_response()
@@ -73,32 +86,132 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Response {
     let m = &state.metrics;
     let declared = header_str(headers, "content-length").and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
-        m.webhook_rejected.with_label_values(&["too_large"]).inc();
-        return error_answer(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            "body exceeds 25 MB",
-        );
+        return too_large(state);
     }
-    // Limited read: a chunked body over the cap is cut off, never buffered whole.
-    let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
-        Ok(bytes) => bytes,
-        Err(err) => {
-            let too_large = std::error::Error::source(&err)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-            if too_large {
-                m.webhook_rejected.with_label_values(&["too_large"]).inc();
-                return error_answer(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "payload_too_large",
-                    "body exceeds 25 MB",
-                );
-            }
-            m.webhook_rejected.with_label_values(&["unreadable"]).inc();
+    // Room for the declared body is taken before any byte of it is read; a body without
+    // Content-Length takes room as its frames arrive.
+    let mut reservation = match state.body_budget.reserve(declared.unwrap_or(0)) {
+        Ok(reservation) => reservation,
+        Err(err) => return overloaded(state, headers, &err),
+    };
+    let read = tokio::time::timeout(
+        BODY_READ_DEADLINE,
+        read_body(body, declared, &mut reservation),
+    )
+    .await;
+    let body = match read {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(ReadError::TooLarge)) => return too_large(state),
+        Ok(Err(ReadError::Overloaded(err))) => return overloaded(state, headers, &err),
+        Ok(Err(ReadError::Unreadable(err))) => {
+            m.reject(RejectReason::Unreadable);
             return error_answer(StatusCode::BAD_REQUEST, "unreadable_body", err);
         }
+        Err(_) => {
+            m.reject(RejectReason::BodyTimeout);
+            tracing::warn!(
+                event = "webhook_body_timeout",
+                delivery_id = %loggable_delivery_id(headers),
+                declared_bytes = declared,
+                deadline_ms = BODY_READ_DEADLINE.as_millis() as u64,
+            );
+            return error_answer(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                format!(
+                    "the request body did not arrive in full within {} s",
+                    BODY_READ_DEADLINE.as_secs()
+                ),
+            );
+        }
     };
+    verify_and_process(state, headers, body, reservation).await
+}
 
+fn too_large(state: &AppState) -> Response {
+    state.metrics.reject(RejectReason::TooLarge);
+    error_answer(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        "body exceeds 25 MB",
+    )
+}
+
+fn overloaded(state: &AppState, headers: &HeaderMap, err: &BudgetExhausted) -> Response {
+    state.metrics.reject(RejectReason::Overloaded);
+    tracing::warn!(
+        event = "webhook_overloaded",
+        delivery_id = %loggable_delivery_id(headers),
+        wanted_bytes = err.wanted_bytes,
+        available_bytes = err.available_bytes,
+        budget_bytes = state.body_budget.capacity_bytes(),
+    );
+    error_answer(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "overloaded",
+        "the worker holds as many webhook bodies as it may; retry later",
+    )
+}
+
+enum ReadError {
+    TooLarge,
+    Overloaded(BudgetExhausted),
+    Unreadable(axum::Error),
+}
+
+/// Reads the body frame by frame, growing `reservation` to cover what is held and
+/// stopping at [`MAX_BODY_BYTES`], so no body is buffered beyond either bound.
+async fn read_body(
+    mut body: Body,
+    declared: Option<u64>,
+    reservation: &mut BodyReservation,
+) -> Result<Bytes, ReadError> {
+    let capacity = declared.map_or(0, |len| usize::try_from(len).unwrap_or(0));
+    let mut buf = BytesMut::with_capacity(capacity.min(MAX_BODY_BYTES));
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(ReadError::Unreadable)?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers carry nothing the webhook uses
+        };
+        let total = buf.len() + data.len();
+        if total > MAX_BODY_BYTES {
+            return Err(ReadError::TooLarge);
+        }
+        reservation
+            .cover(total as u64)
+            .map_err(ReadError::Overloaded)?;
+        buf.extend_from_slice(&data);
+    }
+    Ok(buf.freeze())
+}
+
+/// `X-GitHub-Delivery` as it may be written to the logs: the id when it is valid,
+/// otherwise an escaped prefix of at most 64 bytes and the full length, so that a huge
+/// or binary header cannot flood or garble the logs.
+fn loggable_delivery_id(headers: &HeaderMap) -> Cow<'_, str> {
+    if let Ok(id) = validate_delivery_id(header_str(headers, "x-github-delivery")) {
+        return Cow::Borrowed(id);
+    }
+    let Some(raw) = headers.get("x-github-delivery").map(|v| v.as_bytes()) else {
+        return Cow::Borrowed("");
+    };
+    let prefix = &raw[..raw.len().min(LOGGED_DELIVERY_ID_PREFIX)];
+    let mut shown = prefix.escape_ascii().to_string();
+    if raw.len() > prefix.len() {
+        shown.push_str(&format!("... ({} bytes)", raw.len()));
+    }
+    Cow::Owned(shown)
+}
+
+/// Verifies, normalises and forwards. `reservation` covers `body` and is given back as
+/// soon as the body is no longer needed, before any call to GitHub or the backend.
+async fn verify_and_process(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Bytes,
+    reservation: BodyReservation,
+) -> Response {
+    let m = &state.metrics;
     let signature = headers.get("x-hub-signature-256").map(|v| v.as_bytes());
     match state.verifier.verify(signature, &body) {
         Ok(MatchedSecret::Current) => {}
@@ -113,7 +226,7 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Response {
             tracing::warn!(
                 event = "webhook_signature_refused",
                 reason,
-                delivery_id = header_str(headers, "x-github-delivery"),
+                delivery_id = %loggable_delivery_id(headers),
             );
             return error_answer(StatusCode::UNAUTHORIZED, "invalid_signature", err);
         }
@@ -123,9 +236,7 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Response {
     let Some(event) = header_str(headers, "x-github-event")
         .filter(|e| !e.is_empty() && e.bytes().all(|b| b.is_ascii_graphic()))
     else {
-        m.webhook_rejected
-            .with_label_values(&["missing_event"])
-            .inc();
+        m.reject(RejectReason::MissingEvent);
         return error_answer(
             StatusCode::BAD_REQUEST,
             "invalid_payload",
@@ -135,9 +246,7 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Response {
     let delivery_id = match validate_delivery_id(header_str(headers, "x-github-delivery")) {
         Ok(id) => id,
         Err(err) => {
-            m.webhook_rejected
-                .with_label_values(&["invalid_delivery_id"])
-                .inc();
+            m.reject(RejectReason::InvalidDeliveryId);
             return error_answer(StatusCode::BAD_REQUEST, "invalid_payload", err);
         }
     };
@@ -148,11 +257,13 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Response {
         received_at: &received_at,
         body: &body,
     });
+    // The event holds copies of what it needs: free the body's memory and budget now,
+    // not after the backend call.
+    drop(body);
+    drop(reservation);
     match normalized {
         Err(err) => {
-            m.webhook_rejected
-                .with_label_values(&["invalid_payload"])
-                .inc();
+            m.reject(RejectReason::InvalidPayload);
             tracing::warn!(event = "webhook_payload_refused", delivery_id, github_event = event, field = %err.field, problem = %err.problem);
             error_answer(StatusCode::BAD_REQUEST, "invalid_payload", err)
         }
@@ -201,10 +312,12 @@ fn ignored(state: &AppState, delivery_id: &str, event: &str, reason: &str) -> Re
 fn github_failure(state: &AppState, what: &str, err: &GitHubError) -> Response {
     state.metrics.errors.inc();
     tracing::error!(event = "webhook_github_failed", step = what, error = %err);
+    // The error's text may name the GitHub base URL (an internal proxy or GHES host);
+    // the answer gives its failure code only.
     error_answer(
         StatusCode::BAD_GATEWAY,
         "github_unavailable",
-        format!("{what}: {err}"),
+        format!("{what} failed at GitHub ({})", err.failure_code()),
     )
 }
 
@@ -215,11 +328,7 @@ async fn resolve_installation(
     mut pr: PullRequestEvent,
 ) -> Result<Option<PullRequestEvent>, Response> {
     let repo = RepoFullName::parse(&pr.repository.full_name).map_err(|e| {
-        state
-            .metrics
-            .webhook_rejected
-            .with_label_values(&["invalid_payload"])
-            .inc();
+        state.metrics.reject(RejectReason::InvalidPayload);
         error_answer(
             StatusCode::BAD_REQUEST,
             "invalid_payload",
@@ -269,7 +378,23 @@ fn backend_failure(state: &AppState, delivery_id: &str, err: &BackendError) -> R
         BackendError::Transport { .. } => StatusCode::SERVICE_UNAVAILABLE,
         BackendError::Status { .. } | BackendError::Decode { .. } => StatusCode::BAD_GATEWAY,
     };
-    error_answer(status, "backend_unavailable", err)
+    error_answer(status, "backend_unavailable", backend_public_message(err))
+}
+
+/// What a backend failure tells the sender: the kind of failure without the text of the
+/// underlying error, which names the backend's internal URL.
+fn backend_public_message(err: &BackendError) -> String {
+    match err {
+        BackendError::Transport { .. } => "the backend could not be reached".to_owned(),
+        BackendError::Status { status, code, .. } => {
+            format!("the backend answered {status} ({code})")
+        }
+        BackendError::Decode { .. } => "the backend answered with an unexpected body".to_owned(),
+        BackendError::DeadlineExceeded { deadline, .. } => format!(
+            "the backend did not answer within {} s",
+            deadline.as_secs_f64()
+        ),
+    }
 }
 
 fn count_ingest(state: &AppState, status: crate::backend::types::IngestStatus) {
@@ -346,5 +471,73 @@ async fn forward_installation_sync(state: &AppState, event: InstallationSyncEven
             )
         }
         Err(err) => backend_failure(state, &event.delivery_id, &err),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn with_delivery(value: &[u8]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-github-delivery", HeaderValue::from_bytes(value).unwrap());
+        headers
+    }
+
+    #[test]
+    fn a_valid_delivery_id_is_logged_as_is() {
+        let headers = with_delivery(b"72d3162e-cc78-11e3-81ab-4c9367dc0958");
+        assert_eq!(
+            loggable_delivery_id(&headers),
+            "72d3162e-cc78-11e3-81ab-4c9367dc0958"
+        );
+        assert_eq!(loggable_delivery_id(&HeaderMap::new()), "");
+    }
+
+    #[test]
+    fn an_invalid_delivery_id_is_logged_as_a_short_escaped_prefix() {
+        let huge = with_delivery(&vec![b'd'; 300 * 1024]);
+        let logged = loggable_delivery_id(&huge);
+        assert!(logged.starts_with(&"d".repeat(64)), "{logged}");
+        assert!(
+            logged.ends_with(&format!("({} bytes)", 300 * 1024)),
+            "{logged}"
+        );
+        assert!(logged.len() < 100, "{logged}");
+        // Bytes that are not printable ASCII are escaped, not written raw.
+        let odd = with_delivery(b"a b\xff\t");
+        assert_eq!(loggable_delivery_id(&odd), "a b\\xff\\t");
+    }
+
+    #[test]
+    fn backend_failures_are_told_without_their_address() {
+        let url = "http://sitg-backend.internal:8080/internal/v2/github/events/pull-request";
+        let errors = [
+            BackendError::Transport {
+                endpoint: "/internal/v2/github/events/pull-request",
+                reason: format!("error sending request for url ({url})"),
+            },
+            BackendError::Status {
+                endpoint: "/internal/v2/github/events/pull-request",
+                status: 500,
+                code: "HTTP_500".to_owned(),
+                message: format!("upstream {url} failed"),
+            },
+            BackendError::Decode {
+                endpoint: "/internal/v2/github/events/pull-request",
+                reason: format!("bad body from {url}"),
+            },
+            BackendError::DeadlineExceeded {
+                endpoint: "/internal/v2/github/events/pull-request",
+                deadline: Duration::from_secs(8),
+            },
+        ];
+        for err in errors {
+            let message = backend_public_message(&err);
+            assert!(!message.contains("sitg-backend.internal"), "{message}");
+            assert!(!message.contains("/internal/v2"), "{message}");
+            assert!(message.starts_with("the backend"), "{message}");
+        }
     }
 }

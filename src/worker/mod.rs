@@ -78,7 +78,12 @@ pub fn build_state(config: &WorkerConfig) -> Result<AppState, WorkerError> {
         },
         &metrics.registry,
     )?;
+    let body_budget = state::BodyBudget::new(
+        config.webhook_buffer_limit_bytes,
+        metrics.webhook_body_bytes_reserved.clone(),
+    );
     Ok(AppState {
+        body_budget,
         verifier: WebhookVerifier::new(
             &config.webhook_secret,
             config.webhook_secret_previous.as_ref(),

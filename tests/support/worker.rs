@@ -180,6 +180,24 @@ impl WorkerProcess {
             .sum()
     }
 
+    /// The value of one labelled series, e.g. `metric_with("x_total", "reason=\"a\"")`;
+    /// `None` when the series is not exposed.
+    pub async fn metric_with(&self, name: &str, labels: &str) -> Option<f64> {
+        let text = self
+            .client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics body");
+        let prefix = format!("{name}{{{labels}}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|v| v.trim().parse().ok())
+    }
+
     /// Sends SIGTERM and waits for the exit, at most `within` (panics past it).
     pub async fn terminate(&mut self, within: Duration) -> ExitStatus {
         self.sigterm();
