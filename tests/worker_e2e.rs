@@ -571,6 +571,30 @@ async fn installation_backfill_reads_every_page() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_installation_deleted_before_its_backfill_is_ignored_not_failed() {
+    let peers = peers().await;
+    let worker = spawn_worker(&peers, &[("OUTBOX_POLLING_ENABLED", "false")]).await;
+    // Installation 778 is unknown to GitHub: its token cannot be minted (404).
+    let body = json!({
+        "action": "unsuspend",
+        "installation": {"id": 778, "account": {"login": "gone-org", "type": "Organization"}},
+        "sender": {"login": "admin"}
+    });
+    let answer = worker
+        .deliver(
+            peers.webhook_secret.expose(),
+            "installation",
+            "gone-1",
+            serde_json::to_vec(&body).unwrap(),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    assert_eq!(answer.body["status"], "ignored");
+    assert!(record_for(&peers.backend.events(), "gone-1").is_none());
+    assert_eq!(worker.metric("sitg_bot_errors_total").await, 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_readiness_and_metrics_endpoints_answer() {
     let peers = peers().await;
     let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")

@@ -48,7 +48,10 @@ trap cleanup EXIT
 build_release() {
 	log "cargo build --release --bin sitg-bot"
 	(cd "$REPO_DIR" && cargo build --release --bin sitg-bot >&2)
-	local target="${CARGO_TARGET_DIR:-$REPO_DIR/target}"
+	# Wherever cargo put it: CARGO_TARGET_DIR, .cargo/config.toml's target-dir or target/.
+	local target
+	target="$(cd "$REPO_DIR" && cargo metadata --format-version 1 --no-deps |
+		python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
 	BIN="$target/release/sitg-bot"
 	[[ -x "$BIN" ]] || die "no binary at $BIN"
 }

@@ -346,7 +346,8 @@ async fn resolve_installation(
 }
 
 /// Contract §1.3: an installation created or unsuspended without a repository list gets
-/// its repositories from GitHub, all pages.
+/// its repositories from GitHub, all pages. An installation GitHub no longer knows is
+/// answered 200 `ignored` (nothing forwarded), since no redelivery could fill it.
 async fn backfill_repositories(
     state: &AppState,
     mut event: InstallationSyncEvent,
@@ -366,6 +367,15 @@ async fn backfill_repositories(
                 .collect();
             Ok(event)
         }
+        // GitHub signed this event for our App, so a 404 on the installation means it
+        // was deleted since; a redelivery could never succeed, and forwarding it would
+        // bring back an installation whose `deleted` event may already be stored.
+        Err(GitHubError::InstallationNotFound { .. }) => Err(ignored(
+            state,
+            &event.delivery_id,
+            "installation",
+            "the installation no longer exists on GitHub (deleted after this delivery)",
+        )),
         Err(err) => Err(github_failure(state, "repository backfill", &err)),
     }
 }
