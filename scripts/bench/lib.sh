@@ -46,6 +46,13 @@ trap cleanup EXIT
 
 # Builds the release binary (once per script) and sets BIN.
 build_release() {
+	# SITG_BENCH_BIN: measure a given binary (another commit's build, for an A/B run).
+	if [[ -n "${SITG_BENCH_BIN:-}" ]]; then
+		BIN="$SITG_BENCH_BIN"
+		[[ -x "$BIN" ]] || die "SITG_BENCH_BIN=${BIN} is not an executable"
+		log "measuring ${BIN} (SITG_BENCH_BIN)"
+		return
+	fi
 	log "cargo build --release --bin sitg-bot"
 	(cd "$REPO_DIR" && cargo build --release --bin sitg-bot >&2)
 	# Wherever cargo put it: CARGO_TARGET_DIR, .cargo/config.toml's target-dir or target/.
