@@ -26,6 +26,9 @@ pub const DEFAULT_CLAIM_LIMIT: u32 = 25;
 pub const CLAIM_LIMIT_RANGE: std::ops::RangeInclusive<u32> = 1..=100;
 /// Default `WEBHOOK_BUFFER_LIMIT_MB`.
 pub const DEFAULT_WEBHOOK_BUFFER_LIMIT_MB: u64 = 64;
+/// Default `HTTP_HEADER_READ_TIMEOUT_SECONDS`: above the 60 s idle timeout of AWS load
+/// balancers and ingress-nginx, so the worker never closes a pooled connection first.
+pub const DEFAULT_HTTP_HEADER_READ_TIMEOUT_SECS: u64 = 65;
 /// Default `HTTP_MAX_CONNECTIONS`.
 pub const DEFAULT_HTTP_MAX_CONNECTIONS: u64 = 1024;
 
@@ -114,6 +117,12 @@ pub struct WorkerConfig {
     /// `HTTP_MAX_CONNECTIONS` (default 1024, 16..65536): open connections per listener;
     /// past it new connections wait in the kernel's accept queue.
     pub http_max_connections: usize,
+    /// `HTTP_HEADER_READ_TIMEOUT_SECONDS` (default 65, 5..3600): how long a client may
+    /// take to send a request's head, counted from when the server starts waiting for
+    /// it — which, on a keep-alive connection, includes the idle time since the last
+    /// response. Keep it above the load balancer's idle timeout, or the balancer may
+    /// send a delivery on a connection the worker is closing.
+    pub http_header_read_timeout: Duration,
     /// `WEBHOOK_BUFFER_LIMIT_MB` (default 64, 25..4096): bytes of webhook bodies held in
     /// memory at once, over all requests; a request that does not fit gets 503. At least
     /// 25 so one body of GitHub's 25 MB maximum always fits.
@@ -188,6 +197,11 @@ impl WorkerConfig {
             DEFAULT_HTTP_MAX_CONNECTIONS,
             16..=65_536,
         )?;
+        let header_secs = env.ranged_u64(
+            "HTTP_HEADER_READ_TIMEOUT_SECONDS",
+            DEFAULT_HTTP_HEADER_READ_TIMEOUT_SECS,
+            5..=3600,
+        )?;
         let buffer_mb = env.ranged_u64(
             "WEBHOOK_BUFFER_LIMIT_MB",
             DEFAULT_WEBHOOK_BUFFER_LIMIT_MB,
@@ -236,6 +250,7 @@ impl WorkerConfig {
             shutdown_drain: Duration::from_secs(drain_secs),
             // Both in range by construction, far below usize::MAX.
             http_max_connections: usize::try_from(max_connections).unwrap_or(1024),
+            http_header_read_timeout: Duration::from_secs(header_secs),
             webhook_buffer_limit_bytes: usize::try_from(buffer_mb * 1024 * 1024)
                 .unwrap_or(usize::MAX),
             log_format,
@@ -503,6 +518,7 @@ mod tests {
         let c = load(&base()).unwrap();
         assert_eq!(c.shutdown_drain, Duration::ZERO);
         assert_eq!(c.http_max_connections, 1024);
+        assert_eq!(c.http_header_read_timeout, Duration::from_secs(65));
         assert_eq!(c.webhook_buffer_limit_bytes, 64 * 1024 * 1024);
         let mut env = base();
         env.insert("SHUTDOWN_DRAIN_SECONDS", "5".to_owned());
@@ -517,6 +533,7 @@ mod tests {
             ("WEBHOOK_BUFFER_LIMIT_MB", "24"),
             ("SHUTDOWN_DRAIN_SECONDS", "61"),
             ("HTTP_MAX_CONNECTIONS", "15"),
+            ("HTTP_HEADER_READ_TIMEOUT_SECONDS", "4"),
         ] {
             let mut env = base();
             env.insert(var, bad.to_owned());

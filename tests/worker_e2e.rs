@@ -814,3 +814,24 @@ async fn a_5xx_answer_names_no_internal_address() {
         .await
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_connection_is_closed_after_the_configured_header_timeout() {
+    use tokio::io::AsyncReadExt;
+    let peers = peers().await;
+    let worker = spawn_worker(
+        &peers,
+        &[
+            ("OUTBOX_POLLING_ENABLED", "false"),
+            ("HTTP_HEADER_READ_TIMEOUT_SECONDS", "5"),
+        ],
+    )
+    .await;
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", worker.port))
+        .await
+        .unwrap();
+    let mut rest = Vec::new();
+    // The default (65 s) would keep it open past this generous bound.
+    let closed = tokio::time::timeout(Duration::from_secs(40), stream.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "connection still open after 40 s");
+}

@@ -187,7 +187,7 @@ pub async fn run(
         }
     };
     let limits = serve::ServeLimits {
-        header_read_timeout: serve::HEADER_READ_TIMEOUT,
+        header_read_timeout: config.http_header_read_timeout,
         max_connections: config.http_max_connections,
         in_flight_budget: config.shutdown_timeout,
     };

@@ -18,13 +18,6 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-/// Longest a client may take to send a request's line and headers, counted from when
-/// the server starts waiting for them (so it also bounds an idle keep-alive
-/// connection). GitHub sends a delivery's head in one write; without a deadline, a
-/// client trickling a header (slowloris) holds a connection and a file descriptor for
-/// ever.
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// Pause after a failed `accept` (for example `EMFILE`, out of file descriptors)
 /// before trying again: the condition persists for a while, and retrying at once would
 /// spin a core and flood the log.
@@ -33,7 +26,11 @@ const ACCEPT_RETRY_DELAY: Duration = Duration::from_millis(100);
 /// Limits of one listener.
 #[derive(Debug, Clone, Copy)]
 pub struct ServeLimits {
-    /// See [`HEADER_READ_TIMEOUT`]; tests pass a shorter one.
+    /// Longest a client may take to send a request's line and headers
+    /// (`HTTP_HEADER_READ_TIMEOUT_SECONDS`), counted from when the server starts waiting
+    /// for them, so it also bounds an idle keep-alive connection. Without a deadline, a
+    /// client trickling a header (slowloris) holds a connection and a file descriptor
+    /// for ever.
     pub header_read_timeout: Duration,
     /// Open connections at most (`HTTP_MAX_CONNECTIONS`). Past it the server stops
     /// calling `accept`, so new connections wait in the kernel's backlog instead of
@@ -193,7 +190,7 @@ mod tests {
 
     #[tokio::test]
     async fn keep_alive_serves_several_requests_on_one_connection() {
-        let (addr, _stop) = start(limits(HEADER_READ_TIMEOUT, 16)).await;
+        let (addr, _stop) = start(limits(Duration::from_secs(65), 16)).await;
         let mut stream = TcpStream::connect(addr).await.expect("connect");
         for _ in 0..3 {
             stream.write_all(REQUEST).await.expect("write");
@@ -204,7 +201,7 @@ mod tests {
 
     #[tokio::test]
     async fn past_the_cap_a_connection_waits_until_another_closes() {
-        let (addr, _stop) = start(limits(HEADER_READ_TIMEOUT, 2)).await;
+        let (addr, _stop) = start(limits(Duration::from_secs(65), 2)).await;
         let mut open = Vec::new();
         for _ in 0..2 {
             let mut stream = TcpStream::connect(addr).await.expect("connect");
@@ -235,7 +232,7 @@ mod tests {
         let server = tokio::spawn(serve(
             listener,
             router,
-            limits(HEADER_READ_TIMEOUT, 16),
+            limits(Duration::from_secs(65), 16),
             stop.clone(),
         ));
         // An idle keep-alive connection must not hold the stop up.
@@ -272,7 +269,7 @@ mod tests {
         let server = tokio::spawn(serve(
             listener,
             router,
-            limits(HEADER_READ_TIMEOUT, 16),
+            limits(Duration::from_secs(65), 16),
             stop.clone(),
         ));
         let mut stream = TcpStream::connect(addr).await.expect("connect");
