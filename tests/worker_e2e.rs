@@ -42,10 +42,8 @@ fn record_for<'a>(records: &'a [IngestRecord], delivery: &str) -> Option<&'a Ing
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_example_is_forwarded_with_the_right_fields_or_ignored() {
-    let examples = examples();
-    let peers = peers().await;
-    peers.install_for_examples(&examples).unwrap();
-    let worker = spawn_worker(&peers, &[("OUTBOX_POLLING_ENABLED", "false")]).await;
+    let (examples, peers) = peers_for_examples().await;
+    let worker = spawn_webhook_worker(&peers, &[]).await;
     let secret = peers.webhook_secret.expose().to_owned();
 
     let mut expected_forwarded = 0;
@@ -204,7 +202,7 @@ fn opened_example() -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_signatures_are_refused_with_401_and_counted() {
     let peers = peers().await;
-    let worker = spawn_worker(&peers, &[("OUTBOX_POLLING_ENABLED", "false")]).await;
+    let worker = spawn_webhook_worker(&peers, &[]).await;
     let body = opened_example();
     let base = |sig: Option<String>| {
         let mut h = vec![
@@ -264,17 +262,9 @@ async fn bad_signatures_are_refused_with_401_and_counted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_previous_secret_is_accepted_during_a_rotation() {
-    let examples = examples();
-    let peers = peers().await;
-    peers.install_for_examples(&examples).unwrap();
-    let worker = spawn_worker(
-        &peers,
-        &[
-            ("OUTBOX_POLLING_ENABLED", "false"),
-            ("GITHUB_WEBHOOK_SECRET_PREVIOUS", "old-secret"),
-        ],
-    )
-    .await;
+    let (_, peers) = peers_for_examples().await;
+    let worker =
+        spawn_webhook_worker(&peers, &[("GITHUB_WEBHOOK_SECRET_PREVIOUS", "old-secret")]).await;
     let old = worker
         .deliver("old-secret", "pull_request", "rot-1", opened_example())
         .await;
@@ -302,10 +292,8 @@ async fn the_previous_secret_is_accepted_during_a_rotation() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unstorable_payloads_get_400_and_never_spend_the_delivery() {
-    let examples = examples();
-    let peers = peers().await;
-    peers.install_for_examples(&examples).unwrap();
-    let worker = spawn_worker(&peers, &[("OUTBOX_POLLING_ENABLED", "false")]).await;
+    let (_, peers) = peers_for_examples().await;
+    let worker = spawn_webhook_worker(&peers, &[]).await;
     let secret = peers.webhook_secret.expose().to_owned();
     let good: Value = serde_json::from_slice(&opened_example()).unwrap();
 
@@ -436,10 +424,8 @@ async fn unstorable_payloads_get_400_and_never_spend_the_delivery() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redelivery_is_reported_duplicate() {
-    let examples = examples();
-    let peers = peers().await;
-    peers.install_for_examples(&examples).unwrap();
-    let worker = spawn_worker(&peers, &[("OUTBOX_POLLING_ENABLED", "false")]).await;
+    let (_, peers) = peers_for_examples().await;
+    let worker = spawn_webhook_worker(&peers, &[]).await;
     let secret = peers.webhook_secret.expose().to_owned();
     let first = worker
         .deliver(&secret, "pull_request", "dup-1", opened_example())
@@ -461,7 +447,7 @@ async fn a_redelivery_is_reported_duplicate() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bodies_over_25_mb_get_413_without_being_read_whole() {
     let peers = peers().await;
-    let worker = spawn_worker(&peers, &[("OUTBOX_POLLING_ENABLED", "false")]).await;
+    let worker = spawn_webhook_worker(&peers, &[]).await;
     // The bodies below stop sending (but stay open) once past the limit: the worker must
     // answer on its own, without waiting for the rest. A client that kept writing could
     // see its connection closed under it instead of the answer.
@@ -501,10 +487,8 @@ async fn bodies_over_25_mb_get_413_without_being_read_whole() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backend_outage_answers_5xx_inside_githubs_budget() {
-    let examples = examples();
-    let peers = peers().await;
-    peers.install_for_examples(&examples).unwrap();
-    let worker = spawn_worker(&peers, &[("OUTBOX_POLLING_ENABLED", "false")]).await;
+    let (_, peers) = peers_for_examples().await;
+    let worker = spawn_webhook_worker(&peers, &[]).await;
     peers.backend.set_unavailable(true);
     let started = Instant::now();
     let answer = worker
@@ -542,7 +526,7 @@ async fn installation_backfill_reads_every_page() {
         .github
         .add_installation(777, "big-org", "Organization", many)
         .unwrap();
-    let worker = spawn_worker(&peers, &[("OUTBOX_POLLING_ENABLED", "false")]).await;
+    let worker = spawn_webhook_worker(&peers, &[]).await;
     let body = json!({
         "action": "created",
         "installation": {"id": 777, "account": {"login": "big-org", "type": "Organization"}},
@@ -573,7 +557,7 @@ async fn installation_backfill_reads_every_page() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_installation_deleted_before_its_backfill_is_ignored_not_failed() {
     let peers = peers().await;
-    let worker = spawn_worker(&peers, &[("OUTBOX_POLLING_ENABLED", "false")]).await;
+    let worker = spawn_webhook_worker(&peers, &[]).await;
     // Installation 778 is unknown to GitHub: its token cannot be minted (404).
     let body = json!({
         "action": "unsuspend",
@@ -685,17 +669,8 @@ async fn wait_for_reserved(worker: &WorkerProcess, cond: impl Fn(f64) -> bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bodies_over_the_buffer_budget_get_503_and_the_budget_comes_back() {
-    let examples = examples();
-    let peers = peers().await;
-    peers.install_for_examples(&examples).unwrap();
-    let worker = spawn_worker(
-        &peers,
-        &[
-            ("OUTBOX_POLLING_ENABLED", "false"),
-            ("WEBHOOK_BUFFER_LIMIT_MB", "25"),
-        ],
-    )
-    .await;
+    let (_, peers) = peers_for_examples().await;
+    let worker = spawn_webhook_worker(&peers, &[("WEBHOOK_BUFFER_LIMIT_MB", "25")]).await;
     // 20 of the 25 MB held by an upload that is still arriving.
     let holder = tokio::spawn(stalled_upload(
         worker.url("/webhooks/github"),
@@ -753,7 +728,7 @@ async fn bodies_over_the_buffer_budget_get_503_and_the_budget_comes_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_upload_gets_408_and_is_no_worker_error() {
     let peers = peers().await;
-    let worker = spawn_worker(&peers, &[("OUTBOX_POLLING_ENABLED", "false")]).await;
+    let worker = spawn_webhook_worker(&peers, &[]).await;
     let (status, answer) = tokio::time::timeout(
         Duration::from_secs(10),
         stalled_upload(worker.url("/webhooks/github"), 64 * 1024, 1024),
@@ -774,10 +749,8 @@ async fn a_stalled_upload_gets_408_and_is_no_worker_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_5xx_answer_names_no_internal_address() {
-    let examples = examples();
-    let peers = peers().await;
-    peers.install_for_examples(&examples).unwrap();
-    let worker = spawn_worker(&peers, &[("OUTBOX_POLLING_ENABLED", "false")]).await;
+    let (_, peers) = peers_for_examples().await;
+    let worker = spawn_webhook_worker(&peers, &[]).await;
     let backend_url = peers.backend_server.base_url();
     let backend_addr = backend_url
         .trim_start_matches("http://")
@@ -819,14 +792,7 @@ async fn a_5xx_answer_names_no_internal_address() {
 async fn a_silent_connection_is_closed_after_the_configured_header_timeout() {
     use tokio::io::AsyncReadExt;
     let peers = peers().await;
-    let worker = spawn_worker(
-        &peers,
-        &[
-            ("OUTBOX_POLLING_ENABLED", "false"),
-            ("HTTP_HEADER_READ_TIMEOUT_SECONDS", "5"),
-        ],
-    )
-    .await;
+    let worker = spawn_webhook_worker(&peers, &[("HTTP_HEADER_READ_TIMEOUT_SECONDS", "5")]).await;
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", worker.port))
         .await
         .unwrap();

@@ -19,6 +19,24 @@ pub fn examples() -> Examples {
     Examples::load(&sitg_bot::sandbox::examples::default_dir()).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// GitHub's examples and both simulators, the App installed on every account and
+/// repository the examples name.
+pub async fn peers_for_examples() -> (Examples, Peers) {
+    let examples = examples();
+    let peers = peers().await;
+    peers
+        .install_for_examples(&examples)
+        .expect("the examples' installations are valid");
+    (examples, peers)
+}
+
+/// [`spawn_worker`] with outbox polling off, for tests of the webhook path alone.
+pub async fn spawn_webhook_worker(peers: &Peers, overrides: &[(&str, &str)]) -> WorkerProcess {
+    let mut all = vec![("OUTBOX_POLLING_ENABLED", "false")];
+    all.extend_from_slice(overrides);
+    spawn_worker(peers, &all).await
+}
+
 /// Starts both simulators.
 pub async fn peers() -> Peers {
     sitg_bot::tls::install_crypto_provider();
