@@ -180,17 +180,21 @@ impl WorkerProcess {
         (status, body)
     }
 
-    /// The value of an unlabelled metric (or the sum over its labels).
-    pub async fn metric(&self, name: &str) -> f64 {
-        let text = self
-            .client
+    /// The `/metrics` exposition text.
+    pub async fn metrics_text(&self) -> String {
+        self.client
             .get(self.url("/metrics"))
             .send()
             .await
             .expect("metrics")
             .text()
             .await
-            .expect("metrics body");
+            .expect("metrics body")
+    }
+
+    /// The value of an unlabelled metric (or the sum over its labels).
+    pub async fn metric(&self, name: &str) -> f64 {
+        let text = self.metrics_text().await;
         text.lines()
             .filter(|l| !l.starts_with('#'))
             .filter(|l| l.split([' ', '{']).next() == Some(name))
@@ -201,15 +205,7 @@ impl WorkerProcess {
     /// The value of one labelled series, e.g. `metric_with("x_total", "reason=\"a\"")`;
     /// `None` when the series is not exposed.
     pub async fn metric_with(&self, name: &str, labels: &str) -> Option<f64> {
-        let text = self
-            .client
-            .get(self.url("/metrics"))
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("metrics body");
+        let text = self.metrics_text().await;
         let prefix = format!("{name}{{{labels}}} ");
         text.lines()
             .find_map(|l| l.strip_prefix(&prefix))
