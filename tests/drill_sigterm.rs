@@ -187,6 +187,11 @@ async fn sigterm_keeps_serving_new_connections_during_the_drain() {
         "exit {exit:?}\n{}",
         worker.logs_text()
     );
+    // The reader of the worker's stdout may still be draining the pipe after the exit.
+    eventually(Duration::from_secs(5), || {
+        !worker.events("worker_draining").is_empty()
+    })
+    .await;
     let draining = worker.events("worker_draining");
     assert_eq!(draining.len(), 1, "{}", worker.logs_text());
     assert_eq!(draining[0]["seconds"], DRAIN_SECONDS);

@@ -605,6 +605,11 @@ async fn a_wrong_hmac_secret_is_named_in_readiness_metrics_and_logs() {
         "{hint}"
     );
     assert_eq!(worker.metric("sitg_bot_backend_refusing").await, 1.0);
+    // Log lines reach stdout through a background writer: wait for the first one.
+    eventually(Duration::from_secs(5), || {
+        !worker.events("backend_refusing").is_empty()
+    })
+    .await;
     let logged = worker.events("backend_refusing");
     assert_eq!(logged.len(), 1, "logged once, not on every claim");
     assert_eq!(logged[0]["status"], 403);

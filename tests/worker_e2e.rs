@@ -688,7 +688,13 @@ async fn bodies_over_the_buffer_budget_get_503_and_the_budget_comes_back() {
     .expect("answered without the body");
     assert_eq!(status, 503, "{answer}");
     assert_eq!(answer["error"], "overloaded");
-    assert!(!worker.events("webhook_overloaded").is_empty());
+    // Log lines reach stdout through a background writer: wait for it, as elsewhere.
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            !worker.events("webhook_overloaded").is_empty()
+        })
+        .await
+    );
 
     // A delivery that fits in what is left still goes through.
     let fits = worker
