@@ -55,7 +55,7 @@ build_release() {
 	fi
 	log "cargo build --release --bin sitg-bot"
 	(cd "$REPO_DIR" && cargo build --release --bin sitg-bot >&2)
-	# Wherever cargo put it: CARGO_TARGET_DIR, .cargo/config.toml's target-dir or target/.
+	# Wherever cargo put it: CARGO_TARGET_DIR or target/.
 	local target
 	target="$(cd "$REPO_DIR" && cargo metadata --format-version 1 --no-deps |
 		python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
