@@ -9,8 +9,9 @@
 #     --build-arg VERSION=0.1.0 --build-arg REVISION="$(git rev-parse HEAD)" .
 #   docker push ghcr.io/sitg/sitg-bot:0.1.0
 #
-# Stages: `chef` installs cargo-chef; `planner` reduces the workspace to a recipe of
-# its dependencies; `builder` compiles those dependencies in a layer of their own
+# Stages: `chef` installs cargo-chef; `planner` reduces the workspace (the sitg-bot
+# package and the simulators' crate, crates/sitg-sandbox, whose manifest the workspace
+# needs even though the image never builds it) to a recipe of its dependencies; `builder` compiles those dependencies in a layer of their own
 # (rebuilt only when Cargo.toml or Cargo.lock change), then the project itself.
 # The final image is distroless (glibc, CA certificates, no shell) and runs as the
 # numeric non-root user 65532, which Kubernetes' runAsNonRoot can verify.
@@ -30,9 +31,9 @@ RUN cargo chef prepare --recipe-path recipe.json
 
 FROM chef AS builder
 COPY --from=planner /src/recipe.json recipe.json
-RUN cargo chef cook --release --locked --bin sitg-bot --recipe-path recipe.json
+RUN cargo chef cook --release --locked -p sitg-bot --bin sitg-bot --recipe-path recipe.json
 COPY . .
-RUN cargo build --release --locked --bin sitg-bot \
+RUN cargo build --release --locked -p sitg-bot --bin sitg-bot \
     && install -D -m 0755 target/release/sitg-bot /out/sitg-bot
 
 # Bookworm on both sides: the binary links against the glibc of its build image.

@@ -10,8 +10,8 @@ use jsonwebtoken::{Algorithm, Header};
 use serde::Serialize;
 use sitg_bot::backend::{RequestSigner, SignedMessage};
 use sitg_bot::github::parse_app_private_key;
-use sitg_bot::sandbox::keys::generate_app_key;
 use sitg_bot::secret::SecretString;
+use sitg_sandbox::keys::generate_app_key;
 
 fn backend_request(c: &mut Criterion) {
     let signer = RequestSigner::new("bck_bench", &SecretString::new("bench-hmac-secret"));
@@ -34,7 +34,8 @@ struct Claims {
 
 fn app_jwt(c: &mut Criterion) {
     let pair = generate_app_key().expect("an RSA key for the bench");
-    let key = parse_app_private_key(&pair.private_pem).expect("the generated key parses");
+    let key = parse_app_private_key(&SecretString::new(pair.private_pem.expose()))
+        .expect("the generated key parses");
     let claims = Claims {
         iat: 1_764_503_940,
         exp: 1_764_504_480,

@@ -5,7 +5,7 @@
 #
 #   scripts/fetch-fixtures.sh            install into $SITG_FIXTURES_DIR (default: see scripts/lib/cache.sh)
 #
-# The worker's tests and `sitg-bot dev` read them from
+# The worker's tests and `sitg-sandbox dev` read them from
 # $SITG_FIXTURES_DIR/node_modules/@octokit/webhooks-examples (or SITG_WEBHOOK_EXAMPLES).
 set -euo pipefail
 

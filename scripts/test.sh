@@ -8,10 +8,12 @@
 #    the shell linter) and hadolint, GitHub's example payloads (npm), etcd / kube-apiserver /
 #    kube-controller-manager / kubectl / helm built from their Go modules;
 # 2. checks shell scripts, formatting and clippy (warnings are errors);
-# 3. starts a real control plane on loopback and runs `cargo test`: unit tests, worker
-#    and outbox end to end, the operator on the real API server, the Helm chart
-#    (lint, template, install), the image recipe, systemd units and key provisioning
-#    against a real PostgreSQL; then stops the control plane.
+# 3. starts a real control plane on loopback and runs
+#    `cargo test --workspace --features external-tests`: unit tests and the simulators'
+#    tests, worker and outbox end to end (what plain `cargo test` runs too), plus what
+#    the feature turns on: the operator on the real API server, the Helm chart (lint,
+#    template, install), the image recipe, systemd units and key provisioning against a
+#    real PostgreSQL; then stops the control plane.
 #
 # Environment: CARGO_TARGET_DIR (default /var/cache/sitg-bot/cargo-target),
 # SITG_CARGO_TARGET_MAX_GB (default 30: past it the target dir is cleaned first),
@@ -54,11 +56,15 @@ shellcheck -x scripts/*.sh scripts/lib/*.sh deploy/scripts/*.sh .ci/run
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
-step "cargo clippy --all-targets -- -D warnings"
-cargo clippy --locked --all-targets -- -D warnings
+# Both ways the code is built: what plain `cargo test` compiles, and with the tests that
+# need external tools.
+step "cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --locked --workspace --all-targets -- -D warnings
+step "cargo clippy --workspace --all-targets --features external-tests -- -D warnings"
+cargo clippy --locked --workspace --all-targets --features external-tests -- -D warnings
 
 step "build the tests"
-cargo test --locked --no-run
+cargo test --locked --workspace --features external-tests --no-run
 
 step "start a control plane"
 plane="$(mktemp -d /tmp/sitg-test-plane.XXXXXX)"
@@ -71,9 +77,9 @@ set -a
 set +a
 export SITG_TEST_KUBECONFIG="$plane/kubeconfig"
 
-step "cargo test"
+step "cargo test --workspace --features external-tests"
 results="$plane/cargo-test.log"
-cargo test --locked 2>&1 | tee "$results"
+cargo test --locked --workspace --features external-tests 2>&1 | tee "$results"
 
 step "done in $((SECONDS - started)) s"
 # One closing line over every test binary (cargo prints one `test result:` per binary).

@@ -12,17 +12,14 @@
 //! - [`outbox`]: action validation and execution, and the claim/report loop.
 //! - [`worker`]: the HTTP server (webhook ingress, health, metrics) and shutdown.
 //! - [`metrics`]: the Prometheus registry with the counter names operators watch.
-//! - [`sandbox`]: in-process simulators of the SITG backend and of GitHub, for `dev` and tests.
 //! - [`operator`]: the `BotFleet` custom resource and its controller.
 
 pub mod backend;
 pub mod config;
-pub mod dev;
 pub mod github;
 pub mod metrics;
 pub mod operator;
 pub mod outbox;
-pub mod sandbox;
 pub mod secret;
 pub mod telemetry;
 pub mod tls;

@@ -23,28 +23,20 @@ struct Cli {
 enum Command {
     /// Run one worker replica, configured from the environment (see the README).
     Worker,
-    /// Run two workers against local simulators of GitHub and the SITG backend, push
-    /// GitHub's example payloads through them and print what happened.
-    Dev(sitg_bot::dev::DevArgs),
     /// Print the BotFleet CustomResourceDefinition (the content of crds/botfleet.yaml).
     Crd,
     /// Run the BotFleet operator against the cluster of the kubeconfig (or in-cluster).
     Operator(sitg_bot::operator::OperatorOptions),
-    /// Run the backend and GitHub simulators on their own, print the environment a
-    /// worker needs (KEY=VALUE lines) and serve until Ctrl-C: for load harnesses.
-    Sandbox(sitg_bot::sandbox::standalone::SandboxArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Worker => run_worker(),
-        Command::Dev(args) => runtime().and_then(|rt| rt.block_on(sitg_bot::dev::run(args))),
         Command::Crd => sitg_bot::operator::crd_yaml()
             .map(|yaml| print!("{yaml}"))
             .map_err(Into::into),
         Command::Operator(options) => run_operator(options),
-        Command::Sandbox(args) => run_sandbox(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -90,15 +82,6 @@ fn run_operator(options: sitg_bot::operator::OperatorOptions) -> anyhow::Result<
     runtime()?.block_on(async move {
         tokio::spawn(forward_signals(shutdown.clone()));
         sitg_bot::operator::run(options, shutdown.cancelled_owned()).await?;
-        Ok(())
-    })
-}
-
-fn run_sandbox(args: sitg_bot::sandbox::standalone::SandboxArgs) -> anyhow::Result<()> {
-    let shutdown = CancellationToken::new();
-    runtime()?.block_on(async move {
-        tokio::spawn(forward_signals(shutdown.clone()));
-        sitg_bot::sandbox::standalone::run(args, shutdown.cancelled_owned()).await?;
         Ok(())
     })
 }

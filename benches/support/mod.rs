@@ -1,6 +1,6 @@
 //! Inputs shared by the benchmarks: GitHub's example `pull_request.opened` delivery.
 
-use sitg_bot::sandbox::examples::{Examples, default_dir};
+use sitg_sandbox::examples::{Examples, default_dir};
 
 /// The size the targets speak of ("a 25 KB signed pull_request.opened").
 pub const BODY_BYTES: usize = 25_000;

@@ -44,21 +44,25 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Builds the release binary (once per script) and sets BIN.
+# Builds the release binaries (once per script) and sets BIN (`sitg-bot`, the worker and
+# operator measured) and SANDBOX_BIN (`sitg-sandbox`, the simulators).
 build_release() {
-	# SITG_BENCH_BIN: measure a given binary (another commit's build, for an A/B run).
+	log "cargo build --release -p sitg-bot -p sitg-sandbox"
+	(cd "$REPO_DIR" && cargo build --release -p sitg-bot -p sitg-sandbox >&2)
+	# Wherever cargo put them: CARGO_TARGET_DIR or target/.
+	local target
+	target="$(cd "$REPO_DIR" && cargo metadata --format-version 1 --no-deps |
+		python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
+	SANDBOX_BIN="$target/release/sitg-sandbox"
+	[[ -x "$SANDBOX_BIN" ]] || die "no binary at $SANDBOX_BIN"
+	# SITG_BENCH_BIN: measure a given sitg-bot binary (another commit's build, for an A/B
+	# run) against the simulators of this tree.
 	if [[ -n "${SITG_BENCH_BIN:-}" ]]; then
 		BIN="$SITG_BENCH_BIN"
 		[[ -x "$BIN" ]] || die "SITG_BENCH_BIN=${BIN} is not an executable"
 		log "measuring ${BIN} (SITG_BENCH_BIN)"
 		return
 	fi
-	log "cargo build --release --bin sitg-bot"
-	(cd "$REPO_DIR" && cargo build --release --bin sitg-bot >&2)
-	# Wherever cargo put it: CARGO_TARGET_DIR or target/.
-	local target
-	target="$(cd "$REPO_DIR" && cargo metadata --format-version 1 --no-deps |
-		python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
 	BIN="$target/release/sitg-bot"
 	[[ -x "$BIN" ]] || die "no binary at $BIN"
 }
@@ -100,11 +104,11 @@ sign_file() {
 	printf 'sha256=%s' "$(openssl dgst -sha256 -hmac "$1" -r "$2" | cut -d' ' -f1)"
 }
 
-# Starts `sitg-bot sandbox` on LOAD_CPU with the given options; sets SANDBOX_ENV (the
+# Starts `sitg-sandbox serve` on LOAD_CPU with the given options; sets SANDBOX_ENV (the
 # env file), SANDBOX_PID and CONTROL_URL.
 start_sandbox() {
 	SANDBOX_ENV="$RUN_DIR/sandbox-$RANDOM.env"
-	taskset -c "$LOAD_CPU" "$BIN" sandbox --env-file "$SANDBOX_ENV" "$@" \
+	taskset -c "$LOAD_CPU" "$SANDBOX_BIN" serve --env-file "$SANDBOX_ENV" "$@" \
 		>"$RUN_DIR/sandbox.out" 2>"$RUN_DIR/sandbox.err" &
 	SANDBOX_PID=$!
 	STARTED_PIDS+=("$SANDBOX_PID")

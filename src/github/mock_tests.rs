@@ -1,6 +1,6 @@
 //! [`GitHubClient`] against a local HTTP mock of the GitHub REST API (wiremock on
 //! 127.0.0.1). Each test states the requests GitHub must see; the full simulator of
-//! `src/sandbox/` exercises the client end to end elsewhere.
+//! `crates/sitg-sandbox/` exercises the client end to end elsewhere.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};

@@ -1,8 +1,8 @@
 //! One worker replica: the HTTP server (webhook ingress, health, metrics) and the outbox
 //! loop, sharing one backend client, one GitHub client and one metrics registry.
 //!
-//! [`run`] takes its listeners and its shutdown signal as arguments, so the binary,
-//! `sitg-bot dev` and the tests start workers the same way.
+//! [`run`] takes its listeners and its shutdown signal as arguments, so the binary and
+//! the tests start workers the same way.
 
 pub mod health;
 pub mod ingress;

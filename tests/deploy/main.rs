@@ -1,0 +1,12 @@
+//! What ships besides the binary, checked with the real tools: the Helm chart (helm,
+//! promtool, a control plane of its own), the image recipe (hadolint), the systemd unit
+//! (systemd-analyze), the docs' paths and commands, and key provisioning against a
+//! throw-away PostgreSQL. Built only with `--features external-tests`
+//! (`scripts/test.sh` installs the tools and turns it on).
+
+mod support;
+
+mod artifacts;
+mod chart_install;
+mod chart_render;
+mod provision_service_bot_key;

@@ -1,0 +1,14 @@
+//! The worker end to end: the real `sitg-bot worker` binary on real sockets against the
+//! simulators of `sitg-sandbox`, fed with GitHub's own example payloads
+//! (`scripts/fetch-fixtures.sh` installs them), its configuration refusals, properties
+//! of the webhook path, and the failure drills. Needs no tool beyond cargo.
+
+mod support;
+
+mod config_cli;
+mod drill_backend_outage;
+mod drill_github_faults;
+mod drill_sigterm;
+mod outbox_e2e;
+mod prop_webhook;
+mod webhook_e2e;
