@@ -4,6 +4,8 @@
 //! and its kubeconfig passed in `SITG_TEST_KUBECONFIG`. Each test works in a
 //! namespace of its own so the tests run in parallel.
 
+pub mod env;
+
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;
