@@ -11,7 +11,7 @@ fn crd_file_matches_the_rust_types() {
     assert!(
         on_disk == generated,
         "crds/botfleet.yaml is out of date: regenerate it with \
-         `cargo run -- crd > crds/botfleet.yaml`"
+         `cargo run -p sitg-bot -- crd > crds/botfleet.yaml`"
     );
 }
 
