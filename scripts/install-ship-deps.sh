@@ -2,7 +2,8 @@
 # install-ship-deps.sh — installs the tools the shipping checks (scripts/test-ship.sh)
 # run, on Debian 12; quick and silent when everything is there already.
 #
-#   promtool         apt: prometheus         PrometheusRule checks and unit tests
+#   promtool         apt: prometheus         PrometheusRule checks and unit tests;
+#   prometheus                               the dashboard test's real scrape
 #   systemd-analyze  apt: systemd            unit verification and security rating
 #   initdb, pg_ctl   apt: postgresql         throw-away database for key provisioning
 #   psql             apt: postgresql-client  used by the provisioning script
@@ -40,7 +41,7 @@ has_postgres_server() {
 }
 
 packages=()
-have promtool || packages+=(prometheus)
+{ have promtool && have prometheus; } || packages+=(prometheus)
 have systemd-analyze || packages+=(systemd)
 has_postgres_server || packages+=(postgresql)
 have psql || packages+=(postgresql-client)

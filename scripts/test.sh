@@ -6,7 +6,7 @@
 # 1. installs what the tests need (cached in fixed folders outside the clone, so later
 #    runs take seconds): Debian packages (PostgreSQL, promtool, systemd-analyze and
 #    the shell linter) and hadolint, GitHub's example payloads (npm), etcd / kube-apiserver /
-#    kube-controller-manager / kubectl / helm built from their Go modules;
+#    kube-controller-manager / kubectl / helm / helm-docs built from their Go modules;
 # 2. checks shell scripts, formatting and clippy (warnings are errors);
 # 3. starts a real control plane on loopback and runs
 #    `cargo test --workspace --features external-tests`: unit tests and the simulators'
@@ -36,6 +36,9 @@ scripts/fetch-fixtures.sh
 
 step "control plane binaries (built once from Go modules, then cached)"
 scripts/control-plane.sh build
+
+step "helm-docs (built once from its Go module, then cached)"
+scripts/chart-readme.sh install >/dev/null
 
 # The cargo target dir outlives every run and cargo never drops stale artifacts from it;
 # past the limit it starts over, so a long-lived CI machine never fills its disk.

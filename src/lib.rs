@@ -13,6 +13,7 @@
 //! - [`worker`]: the HTTP server (webhook ingress, health, metrics) and shutdown.
 //! - [`metrics`]: the Prometheus registry with the counter names operators watch.
 //! - [`operator`]: the `BotFleet` custom resource and its controller.
+//! - [`probe`]: `sitg-bot probe URL`, the HTTP check the chart's `helm test` runs.
 
 pub mod backend;
 pub mod config;
@@ -20,6 +21,7 @@ pub mod github;
 pub mod metrics;
 pub mod operator;
 pub mod outbox;
+pub mod probe;
 pub mod secret;
 pub mod telemetry;
 pub mod tls;

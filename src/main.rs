@@ -27,6 +27,9 @@ enum Command {
     Crd,
     /// Run the BotFleet operator against the cluster of the kubeconfig (or in-cluster).
     Operator(sitg_bot::operator::OperatorOptions),
+    /// GET a URL and exit 0 on a 2xx answer, 1 otherwise: the chart's `helm test` runs
+    /// it against the operator's /healthz (the image has no shell or curl).
+    Probe(sitg_bot::probe::ProbeArgs),
 }
 
 fn main() -> ExitCode {
@@ -37,6 +40,7 @@ fn main() -> ExitCode {
             .map(|yaml| print!("{yaml}"))
             .map_err(Into::into),
         Command::Operator(options) => run_operator(options),
+        Command::Probe(args) => return run_probe(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -84,6 +88,24 @@ fn run_operator(options: sitg_bot::operator::OperatorOptions) -> anyhow::Result<
         sitg_bot::operator::run(options, shutdown.cancelled_owned()).await?;
         Ok(())
     })
+}
+
+fn run_probe(args: &sitg_bot::probe::ProbeArgs) -> ExitCode {
+    let outcome = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
+        .and_then(|rt| rt.block_on(sitg_bot::probe::run(args)).map_err(|e| e.to_string()));
+    match outcome {
+        Ok(status) => {
+            println!("GET {}: HTTP {status}", args.url);
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("sitg-bot probe: {err}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 async fn bind(ip: std::net::IpAddr, port: u16, var: &str) -> anyhow::Result<TcpListener> {

@@ -130,3 +130,60 @@ garbage collector.
   resources: ["events"]
   verbs: ["create", "patch"]
 {{- end }}
+
+{{/* Labels of the `helm test` Pod; the operator's NetworkPolicy admits it by them. */}}
+{{- define "sitg-bot.testSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "sitg-bot.name" . }}-test
+app.kubernetes.io/component: test
+{{- end }}
+
+{{/*
+Namespaces of the worker NetworkPolicy: networkPolicy.workers.namespaces, else the
+namespace of the chart's BotFleet (botFleet.namespace, the watched namespace in
+"namespace" scope, or the release namespace).
+*/}}
+{{- define "sitg-bot.workerPolicyNamespaces" -}}
+{{- if .Values.networkPolicy.workers.namespaces }}
+{{- toJson .Values.networkPolicy.workers.namespaces }}
+{{- else }}
+{{- list (include "sitg-bot.fleetNamespace" .) | toJson }}
+{{- end }}
+{{- end }}
+
+{{/* Namespace of the chart's BotFleet (templates/botfleet.yaml checks it is watched). */}}
+{{- define "sitg-bot.fleetNamespace" -}}
+{{- if include "sitg-bot.namespaced" . }}
+{{- default (include "sitg-bot.watchNamespace" .) .Values.botFleet.namespace }}
+{{- else }}
+{{- default .Release.Namespace .Values.botFleet.namespace }}
+{{- end }}
+{{- end }}
+
+{{/*
+One egress rule from {to, ports}: TCP to the ports; `to` omitted when empty (any
+destination).
+*/}}
+{{- define "sitg-bot.egressRule" -}}
+{{- $ports := list }}
+{{- range .ports }}
+{{- $ports = append $ports (dict "protocol" "TCP" "port" .) }}
+{{- end }}
+{{- $rule := dict "ports" $ports }}
+{{- with .to }}
+{{- $_ := set $rule "to" . }}
+{{- end }}
+{{- list $rule | toYaml }}
+{{- end }}
+
+{{/* The egress rule to the cluster DNS: UDP and TCP on each port. */}}
+{{- define "sitg-bot.dnsEgressRule" -}}
+{{- $ports := list }}
+{{- range .ports }}
+{{- $ports = concat $ports (list (dict "protocol" "UDP" "port" .) (dict "protocol" "TCP" "port" .)) }}
+{{- end }}
+{{- $rule := dict "ports" $ports }}
+{{- with .to }}
+{{- $_ := set $rule "to" . }}
+{{- end }}
+{{- list $rule | toYaml }}
+{{- end }}
