@@ -95,7 +95,10 @@ fn run_probe(args: &sitg_bot::probe::ProbeArgs) -> ExitCode {
         .enable_all()
         .build()
         .map_err(|e| e.to_string())
-        .and_then(|rt| rt.block_on(sitg_bot::probe::run(args)).map_err(|e| e.to_string()));
+        .and_then(|rt| {
+            rt.block_on(sitg_bot::probe::run(args))
+                .map_err(|e| e.to_string())
+        });
     match outcome {
         Ok(status) => {
             println!("GET {}: HTTP {status}", args.url);

@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 
 use crate::secret::SecretString;
@@ -93,7 +93,7 @@ impl RequestSigner {
     pub fn new(key_id: impl Into<String>, secret: &SecretString) -> Self {
         let key = Sha256::digest(secret.expose().as_bytes());
         // HMAC accepts keys of any length, so this cannot fail.
-        let mac = <HmacSha256 as Mac>::new_from_slice(&key)
+        let mac = <HmacSha256 as KeyInit>::new_from_slice(&key)
             .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
         Self {
             key_id: key_id.into(),

@@ -80,10 +80,10 @@ fn modulus_bits(pem: &str) -> Option<usize> {
     use rsa::pkcs1::DecodeRsaPrivateKey;
     use rsa::pkcs8::DecodePrivateKey;
     use rsa::traits::PublicKeyParts;
-    rsa::RsaPrivateKey::from_pkcs1_pem(pem)
-        .or_else(|_| rsa::RsaPrivateKey::from_pkcs8_pem(pem).map_err(|_| ()))
+    rsa::PrivateKey::from_pkcs1_pem(pem)
+        .or_else(|_| rsa::PrivateKey::from_pkcs8_pem(pem).map_err(|_| ()))
         .ok()
-        .map(|key| key.n().bits())
+        .and_then(|key| usize::try_from(key.n().bit_width()).ok())
 }
 
 /// Undoes `\n` escapes and surrounding whitespace or quotes left by env files.
@@ -183,7 +183,7 @@ pub(crate) mod test_keys {
 
     use std::sync::OnceLock;
 
-    use rsa::RsaPrivateKey;
+    use rsa::PrivateKey;
     use rsa::pkcs1::{EncodeRsaPrivateKey, EncodeRsaPublicKey};
     use rsa::pkcs8::{EncodePrivateKey, LineEnding};
 
@@ -197,7 +197,7 @@ pub(crate) mod test_keys {
     pub(crate) fn test_key() -> &'static TestKey {
         static KEY: OnceLock<TestKey> = OnceLock::new();
         KEY.get_or_init(|| {
-            let private = RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).unwrap();
+            let private = PrivateKey::new(&mut getrandom::SysRng, 2048).unwrap();
             TestKey {
                 pkcs1_pem: private.to_pkcs1_pem(LineEnding::LF).unwrap().to_string(),
                 pkcs8_pem: private.to_pkcs8_pem(LineEnding::LF).unwrap().to_string(),
@@ -301,7 +301,7 @@ mod tests {
     #[test]
     fn encrypted_and_short_keys_are_named_as_such() {
         use rsa::pkcs8::{EncodePrivateKey, LineEnding};
-        let private = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 1024).unwrap();
+        let private = rsa::PrivateKey::new(&mut getrandom::SysRng, 1024).unwrap();
         let short = private.to_pkcs8_pem(LineEnding::LF).unwrap().to_string();
         assert_eq!(
             parse_app_private_key(&SecretString::new(short)).unwrap_err(),

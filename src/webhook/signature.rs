@@ -1,7 +1,7 @@
 //! `X-Hub-Signature-256` verification (contract §3): HMAC-SHA256 of the raw body,
 //! compared in constant time, before the body is parsed.
 
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
 use crate::secret::SecretString;
@@ -49,7 +49,7 @@ impl std::fmt::Debug for WebhookVerifier {
 }
 
 fn keyed(secret: &SecretString) -> HmacSha256 {
-    <HmacSha256 as Mac>::new_from_slice(secret.expose().as_bytes())
+    <HmacSha256 as KeyInit>::new_from_slice(secret.expose().as_bytes())
         .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"))
 }
 

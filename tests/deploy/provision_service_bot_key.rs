@@ -296,7 +296,7 @@ fn backend_verifies(
     else {
         return false;
     };
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&key).expect("any key length");
+    let mut mac = <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(&key).expect("any key length");
     mac.update(format!("{timestamp}.{message}").as_bytes());
     mac.verify_slice(&signature).is_ok()
 }

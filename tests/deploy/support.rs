@@ -1,6 +1,6 @@
 //! Shared helpers of the chart, deployment-artifact and provisioning tests: locating
 //! the real tools (helm, kubectl, promtool, hadolint, systemd-analyze, PostgreSQL),
-//! running them with readable failures, and parsing their YAML output with serde_yaml.
+//! running them with readable failures, and parsing their YAML output with serde-saphyr.
 //!
 //! A missing tool fails the test with the command that installs it
 //! (`scripts/install-ship-deps.sh`, `scripts/control-plane.sh build`): these tests
@@ -144,18 +144,16 @@ pub fn run_ok(cmd: &mut Command, what: &str) -> String {
 
 /// Every YAML document of `text`, as JSON values; empty documents are skipped.
 pub fn yaml_docs(text: &str) -> Vec<Value> {
-    serde_yaml::Deserializer::from_str(text)
-        .map(|doc| {
-            <Value as serde::Deserialize>::deserialize(doc)
-                .unwrap_or_else(|e| panic!("YAML does not parse: {e}\n{text}"))
-        })
+    serde_saphyr::from_multiple::<Value>(text)
+        .unwrap_or_else(|e| panic!("YAML does not parse: {e}\n{text}"))
+        .into_iter()
         .filter(|doc| !doc.is_null())
         .collect()
 }
 
 /// One YAML document as a JSON value.
 pub fn yaml(text: &str) -> Value {
-    serde_yaml::from_str(text).unwrap_or_else(|e| panic!("YAML does not parse: {e}\n{text}"))
+    serde_saphyr::from_str(text).unwrap_or_else(|e| panic!("YAML does not parse: {e}\n{text}"))
 }
 
 /// Path of the chart.

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use serde::Deserialize;
 use sha2::Sha256;
 
@@ -111,7 +111,7 @@ impl Examples {
 /// here on its own, apart from the worker's verifier, so tests check one against the
 /// other.
 pub fn github_signature(secret: &str, body: &[u8]) -> String {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes())
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret.as_bytes())
         .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
     mac.update(body);
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))

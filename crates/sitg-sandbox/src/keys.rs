@@ -4,10 +4,10 @@
 //! operators sometimes convert it to PKCS#8 ("BEGIN PRIVATE KEY"). Both forms are
 //! produced so tests can feed either to the worker. Keys live in memory only.
 
+use getrandom::SysRng;
 use rsa::pkcs1::EncodeRsaPrivateKey;
 use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
-use rsa::rand_core::OsRng;
-use rsa::{RsaPrivateKey, RsaPublicKey};
+use rsa::{PrivateKey, PublicKey};
 
 use crate::secret::SecretString;
 
@@ -47,8 +47,8 @@ pub enum KeyError {
 ///
 /// Errors: [`KeyError`] when generation or encoding fails.
 pub fn generate_app_key() -> Result<AppKeyPair, KeyError> {
-    let private = RsaPrivateKey::new(&mut OsRng, APP_KEY_BITS).map_err(KeyError::Generate)?;
-    let public = RsaPublicKey::from(&private);
+    let private = PrivateKey::new(&mut SysRng, APP_KEY_BITS).map_err(KeyError::Generate)?;
+    let public = PublicKey::from(&private);
     let pkcs1 = private
         .to_pkcs1_pem(LineEnding::LF)
         .map_err(KeyError::Pkcs1)?;
@@ -96,11 +96,11 @@ pub(crate) mod tests {
         );
         assert!(pair.public_pem.starts_with("-----BEGIN PUBLIC KEY-----\n"));
 
-        let from_pkcs1 = RsaPrivateKey::from_pkcs1_pem(pair.private_pem.expose()).unwrap();
-        let from_pkcs8 = RsaPrivateKey::from_pkcs8_pem(pair.private_pkcs8_pem.expose()).unwrap();
-        let public = RsaPublicKey::from_public_key_pem(&pair.public_pem).unwrap();
+        let from_pkcs1 = PrivateKey::from_pkcs1_pem(pair.private_pem.expose()).unwrap();
+        let from_pkcs8 = PrivateKey::from_pkcs8_pem(pair.private_pkcs8_pem.expose()).unwrap();
+        let public = PublicKey::from_public_key_pem(&pair.public_pem).unwrap();
         assert_eq!(from_pkcs1, from_pkcs8);
-        assert_eq!(RsaPublicKey::from(&from_pkcs1), public);
+        assert_eq!(PublicKey::from(&from_pkcs1), public);
         assert_eq!(public.size() * 8, APP_KEY_BITS);
     }
 

@@ -76,7 +76,7 @@ pub async fn client() -> Client {
 pub async fn install_crd(client: &Client) {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/crds/botfleet.yaml");
     let text = std::fs::read_to_string(path).expect("crds/botfleet.yaml readable");
-    let crd: CustomResourceDefinition = serde_yaml::from_str(&text).expect("CRD parses");
+    let crd: CustomResourceDefinition = serde_saphyr::from_str(&text).expect("CRD parses");
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     api.patch(
         "botfleets.sitg.io",

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -45,7 +45,7 @@ pub fn derive_key(secret: &str) -> [u8; 32] {
 /// HMAC-SHA256(key, "{timestamp}.{message}").
 pub fn expected_signature(key: &[u8; 32], timestamp: &str, message: &str) -> String {
     // HMAC accepts keys of any length, so this cannot fail for a 32-byte key.
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key)
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key)
         .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
     mac.update(timestamp.as_bytes());
     mac.update(b".");
