@@ -79,7 +79,8 @@ fn is_external(expr: &str) -> bool {
     EXTERNAL_PREFIXES.iter().any(|p| {
         expr.match_indices(p).any(|(i, _)| {
             // A metric name starts the word: not `sitg_bot_kube_…`.
-            i == 0 || !expr.as_bytes()[i - 1].is_ascii_alphanumeric() && expr.as_bytes()[i - 1] != b'_'
+            i == 0
+                || !expr.as_bytes()[i - 1].is_ascii_alphanumeric() && expr.as_bytes()[i - 1] != b'_'
         })
     })
 }
@@ -114,7 +115,10 @@ impl Prometheus {
         let log = std::fs::File::create(dir.path().join("prometheus.log")).expect("log");
         let child = Command::new("prometheus")
             .arg(format!("--config.file={}", config_path.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .arg("--log.level=warn")
             .stdout(Stdio::null())
@@ -139,11 +143,17 @@ impl Prometheus {
         prometheus
     }
 
+    /// `{url}/api/v1/{path}?{params}`, form-encoded.
+    fn api(&self, path: &str, params: &[(&str, &str)]) -> url::Url {
+        let mut url = url::Url::parse(&format!("{}/api/v1/{path}", self.url)).expect("URL");
+        url.query_pairs_mut().extend_pairs(params);
+        url
+    }
+
     /// `GET /api/v1/query`: the `data` object; panics with Prometheus' error otherwise.
     async fn query(&self, expr: &str) -> Value {
         let body: Value = reqwest::Client::new()
-            .get(format!("{}/api/v1/query", self.url))
-            .query(&[("query", expr)])
+            .get(self.api("query", &[("query", expr)]))
             .send()
             .await
             .expect("prometheus answers")
@@ -155,14 +165,17 @@ impl Prometheus {
     }
 
     async fn query_range(&self, expr: &str, start: f64, end: f64) -> Value {
+        let (start, end) = (start.to_string(), end.to_string());
         let body: Value = reqwest::Client::new()
-            .get(format!("{}/api/v1/query_range", self.url))
-            .query(&[
-                ("query", expr.to_owned()),
-                ("start", start.to_string()),
-                ("end", end.to_string()),
-                ("step", "2".to_owned()),
-            ])
+            .get(self.api(
+                "query_range",
+                &[
+                    ("query", expr),
+                    ("start", &start),
+                    ("end", &end),
+                    ("step", "2"),
+                ],
+            ))
             .send()
             .await
             .expect("prometheus answers")
@@ -215,7 +228,12 @@ fn upsert(pr: i64) -> NewAction {
 }
 
 /// Every example once, one badly signed delivery, and `actions` outbox actions.
-async fn traffic(worker: &WorkerProcess, peers: &sitg_bot::sandbox::peers::Peers, round: usize, actions: i64) {
+async fn traffic(
+    worker: &WorkerProcess,
+    peers: &sitg_bot::sandbox::peers::Peers,
+    round: usize,
+    actions: i64,
+) {
     let examples = examples();
     let secret = peers.webhook_secret.expose().to_owned();
     for (i, example) in examples.all.iter().enumerate() {
@@ -225,10 +243,17 @@ async fn traffic(worker: &WorkerProcess, peers: &sitg_bot::sandbox::peers::Peers
             .await;
     }
     worker
-        .deliver("not-the-secret", "pull_request", &format!("dash-bad-{round}"), b"{}".to_vec())
+        .deliver(
+            "not-the-secret",
+            "pull_request",
+            &format!("dash-bad-{round}"),
+            b"{}".to_vec(),
+        )
         .await;
     for pr in 0..actions {
-        peers.backend.enqueue_action(upsert(1 + pr + 1000 * round as i64));
+        peers
+            .backend
+            .enqueue_action(upsert(1 + pr + 1000 * round as i64));
     }
 }
 
@@ -238,16 +263,27 @@ async fn every_dashboard_expression_returns_series_from_a_real_scrape() {
         serde_json::from_str(&std::fs::read_to_string(repo_path(DASHBOARD)).expect("dashboard"))
             .expect("the dashboard is JSON");
     let targets = targets(&dashboard);
-    assert!(targets.len() >= 20, "the dashboard has its panels: {}", targets.len());
+    assert!(
+        targets.len() >= 20,
+        "the dashboard has its panels: {}",
+        targets.len()
+    );
 
     let (_examples, peers) = peers_for_examples().await;
     peers
         .github
         .add_installation(INSTALLATION, "octo-org", "Organization", [(9001, REPO)])
         .expect("installation");
-    let worker = spawn_worker(&peers, &[("OUTBOX_POLL_INTERVAL_MS", "200")]).await;
-    let prometheus = Prometheus::start(&format!("127.0.0.1:{}", worker.port), &worker.worker_id).await;
+    let worker = spawn_worker(&peers, &[("OUTBOX_POLL_INTERVAL_MS", "500")]).await;
+    let prometheus =
+        Prometheus::start(&format!("127.0.0.1:{}", worker.port), &worker.worker_id).await;
     let preview = std::env::var_os("SITG_DASHBOARD_PREVIEW_DIR").map(PathBuf::from);
+    // Traffic only after the first scrape: rates measure increases between samples.
+    let scraped = eventually_async(Duration::from_secs(30), || async {
+        prometheus.scalar("up").await == Some(1.0)
+    })
+    .await;
+    assert!(scraped, "prometheus scraped the worker");
     let started = chrono::Utc::now().timestamp() as f64;
 
     traffic(&worker, &peers, 0, 20).await;
@@ -258,9 +294,13 @@ async fn every_dashboard_expression_returns_series_from_a_real_scrape() {
             tokio::time::sleep(Duration::from_secs(8)).await;
             let fault = match round {
                 4 => Some(peers.github.inject(FaultRule::new(Fault::Status(502)))),
-                8 => Some(peers.github.inject(FaultRule::new(Fault::SecondaryRateLimit {
-                    retry_after: Some(2),
-                }))),
+                8 => Some(
+                    peers
+                        .github
+                        .inject(FaultRule::new(Fault::SecondaryRateLimit {
+                            retry_after: Some(2),
+                        })),
+                ),
                 _ => None,
             };
             traffic(&worker, &peers, round, 10 * (round as i64 % 4 + 1)).await;
@@ -283,7 +323,11 @@ async fn every_dashboard_expression_returns_series_from_a_real_scrape() {
                 .is_some_and(|v| v > 0.0)
     })
     .await;
-    assert!(done, "the run reached Prometheus; worker logs:\n{}", worker.logs_text());
+    assert!(
+        done,
+        "the run reached Prometheus; worker logs:\n{}",
+        worker.logs_text()
+    );
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     let mut empty = Vec::new();
@@ -304,21 +348,39 @@ async fn every_dashboard_expression_returns_series_from_a_real_scrape() {
         "dashboard expressions without series (renamed metric or label?):\n{}",
         empty.join("\n")
     );
-    assert_eq!(external, 1, "only the kube-state-metrics expression may be empty");
+    assert_eq!(
+        external, 1,
+        "only the kube-state-metrics expression may be empty"
+    );
 
     // What the traffic did shows in the panels, not just zeros.
     for (expr, what) in [
-        ("sum(rate(sitg_bot_webhook_pull_request_forwarded_total[1m]))", "forwarded webhooks"),
-        ("sum(rate(sitg_bot_webhook_signature_failures_total[1m]))", "signature failures"),
-        ("sum(rate(sitg_bot_outbox_actions_success_total[1m]))", "succeeded actions"),
-        ("sum(rate(sitg_bot_github_requests_total{status_class=\"2xx\"}[1m]))", "GitHub 2xx"),
+        (
+            "sum(rate(sitg_bot_webhook_pull_request_forwarded_total[1m]))",
+            "forwarded webhooks",
+        ),
+        (
+            "sum(rate(sitg_bot_webhook_signature_failures_total[1m]))",
+            "signature failures",
+        ),
+        (
+            "sum(rate(sitg_bot_outbox_actions_success_total[1m]))",
+            "succeeded actions",
+        ),
+        (
+            "sum(rate(sitg_bot_github_requests_total{status_class=\"2xx\"}[1m]))",
+            "GitHub 2xx",
+        ),
     ] {
         let value = prometheus.scalar(expr).await.unwrap_or(0.0);
         assert!(value > 0.0, "{what}: {expr} = {value}");
     }
 
     // The template variables (Grafana's label_values) find the pod.
-    for variable in dashboard["templating"]["list"].as_array().expect("variables") {
+    for variable in dashboard["templating"]["list"]
+        .as_array()
+        .expect("variables")
+    {
         let Some(query) = variable["query"]["query"].as_str() else {
             continue;
         };
@@ -327,18 +389,24 @@ async fn every_dashboard_expression_returns_series_from_a_real_scrape() {
             .and_then(|q| q.strip_suffix(')'))
             .expect("label_values(metric, label)");
         let (selector, label) = inner.rsplit_once(", ").expect("metric, label");
+        let selector = as_sent(selector);
         let values: Value = reqwest::Client::new()
-            .get(format!("{}/api/v1/label/{label}/values", prometheus.url))
-            .query(&[("match[]", as_sent(selector))])
+            .get(prometheus.api(&format!("label/{label}/values"), &[("match[]", &selector)]))
             .send()
             .await
             .expect("prometheus answers")
             .json()
             .await
             .expect("JSON");
-        let want = if label == "pod" { worker.worker_id.as_str() } else { NAMESPACE };
+        let want = if label == "pod" {
+            worker.worker_id.as_str()
+        } else {
+            NAMESPACE
+        };
         assert!(
-            values["data"].as_array().is_some_and(|v| v.iter().any(|x| x == want)),
+            values["data"]
+                .as_array()
+                .is_some_and(|v| v.iter().any(|x| x == want)),
             "variable {}: {query} → {values}",
             variable["name"]
         );
@@ -349,7 +417,9 @@ async fn every_dashboard_expression_returns_series_from_a_real_scrape() {
         let end = chrono::Utc::now().timestamp() as f64;
         let mut panels = Vec::new();
         for panel in dashboard["panels"].as_array().expect("panels") {
-            let Some(list) = panel["targets"].as_array() else { continue };
+            let Some(list) = panel["targets"].as_array() else {
+                continue;
+            };
             let mut series = Vec::new();
             for target in list {
                 let expr = as_sent(target["expr"].as_str().expect("expr"));

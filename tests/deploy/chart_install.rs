@@ -137,7 +137,7 @@ impl Plane {
             "current-context": "sa",
         });
         let path = self.path(&format!("{ns}-{name}.kubeconfig"));
-        std::fs::write(&path, serde_yaml::to_string(&config).expect("yaml"))
+        std::fs::write(&path, serde_saphyr::to_string(&config).expect("yaml"))
             .expect("write kubeconfig");
         path
     }
@@ -324,7 +324,7 @@ fn older_chart(plane: &Plane) -> PathBuf {
             .is_some(),
         "the current CRD has spec.podAnnotations"
     );
-    std::fs::write(&crd_path, serde_yaml::to_string(&crd).expect("yaml")).expect("write crd");
+    std::fs::write(&crd_path, serde_saphyr::to_string(&crd).expect("yaml")).expect("write crd");
     dir
 }
 
@@ -384,6 +384,77 @@ fn assert_no_denials(operator: &Operator) {
     assert!(
         !logs.to_lowercase().contains("forbidden"),
         "the chart's RBAC refused a call of the operator:\n{logs}"
+    );
+}
+
+/// `helm test`: Helm creates the chart's test Pod and waits for its phase. No kubelet
+/// runs here, so the test stands in for it: it runs the Pod's container args with the
+/// `sitg-bot` binary against the operator process (the Service's DNS name only
+/// resolves inside a cluster), then writes the outcome as the Pod's phase, which is
+/// what Helm reads.
+fn helm_test_probes_the_operator(plane: &Plane, operator: &mut Operator, ns: &str, release: &str) {
+    let pod_name = format!("{release}-test-healthz");
+    let helm_test = plane
+        .helm()
+        .args(["test", release, "--namespace", ns, "--timeout", "90s"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("helm test starts");
+    let pod = operator.wait_for("helm test to create its Pod", || {
+        plane.get(&["-n", ns, "pod", &pod_name])
+    });
+    assert_eq!(pod["metadata"]["annotations"]["helm.sh/hook"], "test");
+    let args = strings(&pod["spec"]["containers"][0]["args"]);
+    let in_cluster = format!("http://{release}.{ns}.svc:8080/healthz");
+    assert_eq!(args[..2], ["probe", in_cluster.as_str()], "{args:?}");
+    let probe = |base: &str| {
+        let url = args[1].replace(&format!("{release}.{ns}.svc:8080"), base);
+        let mut local = args.clone();
+        local[1] = url.as_str();
+        run(Command::new(env!("CARGO_BIN_EXE_sitg-bot")).args(&local))
+    };
+    // A port nobody listens on fails the probe: it checks something.
+    let refused = probe("127.0.0.1:1");
+    assert!(
+        !refused.status.success(),
+        "probe of a closed port succeeded"
+    );
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("no answer"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let answered = probe(&operator.metrics);
+    assert!(
+        answered.status.success(),
+        "sitg-bot probe against the operator: {}",
+        String::from_utf8_lossy(&answered.stderr)
+    );
+    assert!(String::from_utf8_lossy(&answered.stdout).contains("HTTP 200 OK"));
+    plane.kubectl_ok(&[
+        "-n",
+        ns,
+        "patch",
+        "pod",
+        &pod_name,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"phase":"Succeeded"}}"#,
+    ]);
+    let out = helm_test.wait_with_output().expect("helm test exits");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "helm test failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("TEST SUITE:     {pod_name}"))
+            && stdout.contains("Phase:          Succeeded"),
+        "{stdout}"
     );
 }
 
@@ -523,6 +594,7 @@ fn helm_install_runs_the_operator_with_the_charts_rbac() {
         metrics.contains("sitg_bot_operator_reconciles_total"),
         "{metrics}"
     );
+    helm_test_probes_the_operator(&plane, &mut operator, system, release);
 
     plane.create_bot_secret("bots");
     plane.kubectl_ok(&[

@@ -1,5 +1,5 @@
 //! The Helm chart without a cluster: `helm lint --strict`, `helm template` with the
-//! default, the namespaced and the all-features values (objects parsed with serde_yaml
+//! default, the namespaced and the all-features values (objects parsed with serde-saphyr
 //! and checked field by field, and against the operator's own builders), the values
 //! schema refusing bad values, and the monitoring rules under `promtool`.
 //!
@@ -185,12 +185,15 @@ fn default_render_installs_the_operator_with_cluster_rbac() {
             ("ClusterRoleBinding".into(), "sitg-bot".into()),
             ("ClusterRoleBinding".into(), "sitg-bot-crd".into()),
             ("Deployment".into(), "sitg-bot".into()),
+            // The `helm test` hook: helm template prints it, helm install does not create it.
+            ("Pod".into(), "sitg-bot-test-healthz".into()),
             ("PodDisruptionBudget".into(), "sitg-bot".into()),
             ("Role".into(), "sitg-bot-leader-election".into()),
             ("RoleBinding".into(), "sitg-bot-leader-election".into()),
+            ("Service".into(), "sitg-bot".into()),
             ("ServiceAccount".into(), "sitg-bot".into()),
         ],
-        "default values: no BotFleet, no monitoring objects"
+        "default values: no BotFleet, no monitoring objects, no NetworkPolicy"
     );
 
     let deployment = object(&objects, "Deployment", RELEASE);
@@ -706,7 +709,7 @@ fn prometheus_rule_passes_promtool() {
     let rules_file = dir.path().join("sitg-bot-rules.yaml");
     std::fs::write(
         &rules_file,
-        serde_yaml::to_string(&rule["spec"]).expect("yaml"),
+        serde_saphyr::to_string(&rule["spec"]).expect("yaml"),
     )
     .expect("write rules");
     let out = run_ok(
@@ -782,7 +785,7 @@ fn prometheus_adapter_rule_serves_the_lag_per_pod() {
     });
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("adapter.test.yaml");
-    std::fs::write(&file, serde_yaml::to_string(&tests).expect("yaml")).expect("write");
+    std::fs::write(&file, serde_saphyr::to_string(&tests).expect("yaml")).expect("write");
     let out = run_ok(
         Command::new(promtool()).args(["test", "rules"]).arg(&file),
         "promtool test rules (adapter query)",
@@ -832,4 +835,216 @@ fn documented_helm_commands_render() {
         rendered >= 5,
         "found {rendered} helm commands in docs/deployment.md"
     );
+}
+
+#[test]
+fn chart_readme_is_generated_from_values() {
+    // helm-docs (scripts/chart-readme.sh) renders README.md.gotmpl with the `# --`
+    // comments of values.yaml; a changed value or comment must come with the README.
+    run_ok(
+        Command::new(repo_path("scripts/chart-readme.sh")).arg("--check"),
+        "scripts/chart-readme.sh --check (run scripts/chart-readme.sh to update)",
+    );
+    let readme = read("charts/sitg-bot/README.md");
+    for key in [
+        "networkPolicy.workers.enabled",
+        "monitoring.grafanaDashboard.enabled",
+        "operator.metricsPort",
+    ] {
+        assert!(readme.contains(&format!("| {key} |")), "README lists {key}");
+    }
+    let chart = yaml(&read("charts/sitg-bot/Chart.yaml"));
+    let icon = chart["icon"].as_str().expect("Chart.yaml has an icon");
+    let file = icon
+        .strip_prefix("https://raw.githubusercontent.com/sitg/sitg-bot/main/")
+        .expect("the icon is the repository's own file");
+    assert!(read(file).starts_with("<svg"), "{file} is an SVG");
+}
+
+#[test]
+fn helm_test_pod_probes_the_operator_service() {
+    let text = run_ok(
+        Command::new(helm())
+            .args(["template", RELEASE])
+            .arg(chart_dir())
+            .args([
+                "--namespace",
+                NAMESPACE,
+                "--show-only",
+                "templates/tests/test-healthz.yaml",
+            ]),
+        "helm template --show-only the test",
+    );
+    let pod = yaml(&text);
+    assert_eq!(pod["metadata"]["annotations"]["helm.sh/hook"], "test");
+    assert_eq!(pod["spec"]["restartPolicy"], "Never");
+    let objects = render(None);
+    let service = object(&objects, "Service", RELEASE);
+    let deployment = object(&objects, "Deployment", RELEASE);
+    assert_eq!(
+        service["spec"]["selector"], deployment["spec"]["selector"]["matchLabels"],
+        "the Service routes to the operator pods"
+    );
+    assert_eq!(service["spec"]["ports"][0]["targetPort"], "metrics");
+    let port = service["spec"]["ports"][0]["port"].as_i64().expect("port");
+    let container = &pod["spec"]["containers"][0];
+    assert_eq!(
+        container["image"], deployment["spec"]["template"]["spec"]["containers"][0]["image"],
+        "the test runs the operator's image"
+    );
+    assert_eq!(
+        strings(&container["args"]),
+        [
+            "probe",
+            &format!("http://{RELEASE}.{NAMESPACE}.svc:{port}/healthz"),
+            "--timeout-seconds=10",
+        ]
+    );
+    // The binary accepts the args (chart_install runs them against a real operator).
+    let out = run(Command::new(env!("CARGO_BIN_EXE_sitg-bot")).args(["probe", "--help"]));
+    assert!(out.status.success());
+}
+
+#[test]
+fn network_policies_select_what_the_operator_builds() {
+    let objects = render(Some(ALL_FEATURES));
+    let fleet = object(&objects, "BotFleet", "bots");
+    let children = children_of(fleet);
+    let template = &children.deployment.spec.as_ref().expect("spec").template;
+    let pod_labels = template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.labels.clone())
+        .expect("pod labels");
+    let ports: BTreeMap<String, i32> = template.spec.as_ref().expect("pod spec").containers[0]
+        .ports
+        .iter()
+        .flatten()
+        .filter_map(|p| Some((p.name.clone()?, p.container_port)))
+        .collect();
+
+    // Workers: in, the two named ports the operator declares; out, backend, GitHub, DNS.
+    let workers = object(&objects, "NetworkPolicy", "sitg-bot-workers");
+    assert_eq!(
+        workers["metadata"]["namespace"], NAMESPACE,
+        "the fleet's namespace"
+    );
+    assert_selects(
+        &workers["spec"]["podSelector"]["matchLabels"],
+        &pod_labels,
+        "worker NetworkPolicy",
+    );
+    assert_eq!(workers["spec"]["policyTypes"], json!(["Ingress", "Egress"]));
+    let ingress_ports: Vec<&str> = workers["spec"]["ingress"]
+        .as_array()
+        .expect("ingress")
+        .iter()
+        .flat_map(|r| r["ports"].as_array().expect("ports"))
+        .map(|p| p["port"].as_str().expect("a named port"))
+        .collect();
+    assert_eq!(ingress_ports, ["http", "metrics"]);
+    for name in &ingress_ports {
+        assert!(
+            ports.contains_key(*name),
+            "worker container has port {name}: {ports:?}"
+        );
+    }
+    let egress = workers["spec"]["egress"].as_array().expect("egress");
+    assert_eq!(egress.len(), 3, "backend, GitHub, DNS: {egress:?}");
+    let dns = &egress[2];
+    assert_eq!(
+        dns["ports"],
+        json!([{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}])
+    );
+    assert_eq!(
+        dns["to"][0]["podSelector"]["matchLabels"]["k8s-app"],
+        "kube-dns"
+    );
+    for rule in &egress[..2] {
+        assert_eq!(rule["ports"], json!([{"port": 443, "protocol": "TCP"}]));
+        assert_eq!(rule["to"][0]["ipBlock"]["cidr"], "0.0.0.0/0");
+    }
+
+    // The operator: in, its metrics port (the helm test Pod included); out, API server
+    // and DNS.
+    let operator = object(&objects, "NetworkPolicy", "sitg-bot-operator");
+    let deployment = object(&objects, "Deployment", RELEASE);
+    assert_eq!(
+        operator["spec"]["podSelector"]["matchLabels"],
+        deployment["spec"]["selector"]["matchLabels"]
+    );
+    let ingress = &operator["spec"]["ingress"][0];
+    assert_eq!(
+        ingress["ports"],
+        json!([{"port": "metrics", "protocol": "TCP"}])
+    );
+    let from = ingress["from"]
+        .as_array()
+        .expect("metricsFrom in all-features values");
+    let text = run_ok(
+        Command::new(helm())
+            .args(["template", RELEASE])
+            .arg(chart_dir())
+            .args([
+                "--namespace",
+                NAMESPACE,
+                "--show-only",
+                "templates/tests/test-healthz.yaml",
+            ]),
+        "helm template --show-only the test",
+    );
+    let test_labels: BTreeMap<String, String> =
+        serde_json::from_value(yaml(&text)["metadata"]["labels"].clone()).expect("labels");
+    assert!(
+        from.iter().any(|peer| peer.get("podSelector").is_some()
+            && peer["podSelector"]["matchLabels"]
+                .as_object()
+                .is_some_and(|m| m
+                    .iter()
+                    .all(|(k, v)| test_labels.get(k).map(String::as_str) == v.as_str()))),
+        "the helm test Pod may reach the operator: {from:?}"
+    );
+    assert_eq!(
+        operator["spec"]["egress"][0]["ports"],
+        json!([{"port": 443, "protocol": "TCP"}, {"port": 6443, "protocol": "TCP"}])
+    );
+
+    // More namespaces: one policy each.
+    let objects = helm_template(
+        RELEASE,
+        NAMESPACE,
+        &[
+            "--set",
+            "networkPolicy.workers.enabled=true",
+            "--set",
+            "networkPolicy.workers.namespaces={team-a,team-b}",
+        ],
+    );
+    let namespaces: Vec<&str> = of_kind(&objects, "NetworkPolicy")
+        .iter()
+        .map(|p| p["metadata"]["namespace"].as_str().expect("namespace"))
+        .collect();
+    assert_eq!(namespaces, ["team-a", "team-b"]);
+}
+
+#[test]
+fn grafana_dashboard_config_map_carries_the_dashboard() {
+    let objects = render(Some(ALL_FEATURES));
+    let config = object(&objects, "ConfigMap", "sitg-bot-dashboard");
+    assert_eq!(config["metadata"]["labels"]["grafana_dashboard"], "1");
+    let shipped: Value = serde_json::from_str(
+        config["data"]["sitg-bot.json"]
+            .as_str()
+            .expect("sitg-bot.json"),
+    )
+    .expect("the ConfigMap holds JSON");
+    let file: Value =
+        serde_json::from_str(&read("charts/sitg-bot/dashboards/sitg-bot.json")).expect("JSON");
+    assert_eq!(
+        shipped, file,
+        "the ConfigMap holds dashboards/sitg-bot.json"
+    );
+    assert_eq!(file["uid"], "sitg-bot-fleet");
+    // Off by default.
+    assert!(of_kind(&render(None), "ConfigMap").is_empty());
 }
