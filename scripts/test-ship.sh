@@ -8,11 +8,15 @@
 #   tests/deploy (`cargo test --features external-tests --test deploy`), its modules:
 #   chart_render     helm lint --strict; helm template default / namespaced / all-features
 #                    checked field by field and against the operator's builders; schema
-#                    refusals; promtool check/test of the alerts and the adapter rule
+#                    refusals; promtool check/test of the alerts and the adapter rule;
+#                    NetworkPolicies against the operator's pods; README against helm-docs
 #   chart_install    its own control plane (scripts/control-plane.sh up/down): helm
 #                    install/upgrade, the CRD upgrade through --apply-crd, the operator
 #                    binary under the chart's ServiceAccount, examples/botfleet.yaml's
-#                    children, namespace scope, bad values at install
+#                    children, helm test against the operator, namespace scope, bad
+#                    values at install
+#   dashboard_...    every PromQL expression of the Grafana dashboard on a real
+#                    Prometheus scraping a real worker
 #   artifacts        hadolint; systemd-analyze verify and security; env examples
 #                    through the worker's config parser; docs paths and commands
 #   provision_...    the provisioning script against throw-away PostgreSQL clusters
@@ -72,8 +76,8 @@ cargo_tests() {
 }
 
 shellcheck_scripts() {
-	shellcheck deploy/scripts/provision-service-bot-key.sh \
-		scripts/test-ship.sh scripts/install-ship-deps.sh
+	shellcheck -x deploy/scripts/provision-service-bot-key.sh \
+		scripts/test-ship.sh scripts/install-ship-deps.sh scripts/chart-readme.sh
 }
 
 start=$SECONDS
@@ -81,6 +85,13 @@ log "logs in ${LOG_DIR}"
 if ! scripts/control-plane.sh build >"$LOG_DIR/control-plane-build.log" 2>&1; then
 	log "scripts/control-plane.sh build failed:"
 	tail -n 40 "$LOG_DIR/control-plane-build.log" >&2
+	echo "0 passed, 1 failed"
+	exit 1
+fi
+
+if ! scripts/fetch-fixtures.sh >"$LOG_DIR/fetch-fixtures.log" 2>&1; then
+	log "scripts/fetch-fixtures.sh failed (the dashboard test replays GitHub's payloads):"
+	tail -n 20 "$LOG_DIR/fetch-fixtures.log" >&2
 	echo "0 passed, 1 failed"
 	exit 1
 fi
