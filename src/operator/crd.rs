@@ -73,10 +73,17 @@ const URL_MESSAGE: &str = "must be an absolute http or https URL, such as https:
     printcolumn(
         name = "Status",
         type_ = "string",
-        description = "The Ready condition",
-        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+        description = "What to look at first: Degraded's reason while degraded, else Ready's while not ready, else RollingOut or ReplicasReady",
+        json_path = ".status.reason"
     ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(
+        name = "Message",
+        type_ = "string",
+        priority = 1,
+        description = "The message of the condition the Status column names",
+        json_path = ".status.message"
+    ),
     validation = Rule::new("self.metadata.name.size() <= 52").message(
         "metadata.name must be at most 52 characters: it names the fleet's Deployment, Service and pods"
     ),
@@ -331,8 +338,19 @@ pub struct BotFleetStatus {
     /// Label selector of the worker pods, in string form, for the scale subresource.
     #[serde(default)]
     pub selector: String,
-    /// `Ready`, `Progressing` and `Degraded`.
+    /// The one reason an SRE needs first (the `kubectl get` STATUS column): the
+    /// `Degraded` reason while the fleet is degraded (`SecretNotFound`, …), else the
+    /// `Ready` reason while not ready (`DeploymentMissing`, `ReplicasNotReady`,
+    /// `ScaledToZero`), else `RollingOut` during a rollout, else `ReplicasReady`.
     #[serde(default)]
+    pub reason: String,
+    /// The message of the condition `reason` comes from.
+    #[serde(default)]
+    pub message: String,
+    /// `Ready`, `Progressing` and `Degraded`, at most one of each type (a list map
+    /// keyed by `type`, so server-side apply merges them by type).
+    #[serde(default)]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
 }
 
@@ -394,7 +412,32 @@ mod tests {
             .iter()
             .map(|c| c.name.as_str())
             .collect();
-        assert_eq!(columns, ["Ready", "Desired", "Lag-Target", "Status", "Age"]);
+        assert_eq!(
+            columns,
+            ["Ready", "Desired", "Lag-Target", "Status", "Age", "Message"]
+        );
+        let status = &version
+            .schema
+            .as_ref()
+            .expect("schema")
+            .open_api_v3_schema
+            .as_ref()
+            .expect("v3")
+            .properties
+            .as_ref()
+            .expect("properties")["status"];
+        let conditions = serde_json::to_value(
+            &status.properties.as_ref().expect("status properties")["conditions"],
+        )
+        .expect("json");
+        assert_eq!(conditions["x-kubernetes-list-type"], "map");
+        assert_eq!(conditions["x-kubernetes-list-map-keys"], json!(["type"]));
+        assert!(
+            conditions["items"]["required"]
+                .as_array()
+                .is_some_and(|r| r.contains(&json!("type"))),
+            "a list-map key must be required: {conditions}"
+        );
     }
 
     #[test]

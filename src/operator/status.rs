@@ -122,6 +122,8 @@ pub fn desired_status(
         ),
     };
 
+    let (reason, message) = summary(&ready, &progressing, &degraded);
+
     let previous = fleet
         .status
         .as_ref()
@@ -144,8 +146,29 @@ pub fn desired_status(
         ready_replicas: r.ready,
         desired_replicas: r.desired,
         selector: selector_string(&fleet.name_any()),
+        reason,
+        message,
         conditions,
     }
+}
+
+/// A condition as computed: status, reason, message.
+type Computed = (bool, &'static str, String);
+
+/// `status.reason` and `status.message`: what an SRE needs first. A fleet that cannot
+/// be reconciled says why (its Ready condition only says the Deployment is missing);
+/// then an unready fleet; then a rollout; then all is well.
+fn summary(ready: &Computed, progressing: &Computed, degraded: &Computed) -> (String, String) {
+    let chosen = if degraded.0 {
+        degraded
+    } else if !ready.0 {
+        ready
+    } else if progressing.0 {
+        progressing
+    } else {
+        ready
+    };
+    (chosen.1.to_owned(), chosen.2.clone())
 }
 
 fn condition(
@@ -239,6 +262,10 @@ mod tests {
         );
         assert_eq!(get(&s, READY).status, "True");
         assert_eq!(get(&s, READY).reason, "ReplicasReady");
+        assert_eq!(
+            (s.reason.as_str(), s.message.as_str()),
+            ("ReplicasReady", "2/2 worker pods ready")
+        );
         assert_eq!(get(&s, PROGRESSING).status, "False");
         assert_eq!(get(&s, DEGRADED).status, "False");
         assert!(
@@ -261,6 +288,14 @@ mod tests {
         assert_eq!(get(&s, READY).message, "0/2 worker pods ready");
         assert_eq!(get(&s, PROGRESSING).status, "True");
         assert_eq!(get(&s, PROGRESSING).reason, "RollingOut");
+        assert_eq!(
+            (s.reason.as_str(), s.message.as_str()),
+            ("ReplicasNotReady", "0/2 worker pods ready"),
+            "not ready comes before rolling"
+        );
+        let ready_rolling =
+            desired_status(&fleet, Some(&deployment(2, 2, 1, 3, true)), None, &at(1));
+        assert_eq!(ready_rolling.reason, "RollingOut");
         let unobserved = desired_status(&fleet, Some(&deployment(2, 2, 2, 2, false)), None, &at(1));
         assert_eq!(get(&unobserved, PROGRESSING).status, "True");
     }
@@ -278,6 +313,8 @@ mod tests {
         assert_eq!(d.reason, "SecretNotFound");
         assert!(d.message.contains("\"bot\""));
         assert_eq!(get(&s, READY).reason, "DeploymentMissing");
+        assert_eq!(s.reason, "SecretNotFound", "the STATUS column says why");
+        assert_eq!(s.message, d.message);
         // Internal failures are retried without marking the fleet degraded.
         let internal = Error::Serialize {
             what: "Deployment",

@@ -647,6 +647,23 @@ async fn a_missing_secret_degrades_the_fleet_until_it_appears() {
         degraded.status.as_ref().and_then(|s| s.observed_generation),
         fleet.metadata.generation
     );
+    // `kubectl get`'s STATUS column (the API server's table from the CRD's printer
+    // columns) names the cause, not the consequence (Ready: DeploymentMissing).
+    let table = kubectl_get_wide(&ns, "bots");
+    assert_eq!(table["STATUS"], "SecretNotFound", "{table:?}");
+    assert!(table["MESSAGE"].contains("\"bot\""), "{table:?}");
+    // Conditions are a list map keyed by type: the API server refuses two of a type.
+    let mut twice = degraded.status.clone().expect("status");
+    twice.conditions.push(twice.conditions[0].clone());
+    let refused = api
+        .patch_status(
+            "bots",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"conditions": twice.conditions}})),
+        )
+        .await
+        .expect_err("a duplicate condition type is refused");
+    assert!(refused.to_string().contains("Duplicate value"), "{refused}");
     assert!(get::<Deployment>(&client, &ns, "bots").await.is_none());
 
     let events: Api<Event> = Api::namespaced(client.clone(), &ns);
@@ -707,6 +724,50 @@ async fn a_missing_secret_degrades_the_fleet_until_it_appears() {
         get(&client, &ns, "bots")
     })
     .await;
+    // No kubelet runs the pods: the column moves on to the next thing to look at.
+    let table = wait_for("STATUS ReplicasNotReady", || async {
+        let table = kubectl_get_wide(&ns, "bots");
+        (table["STATUS"] == "ReplicasNotReady").then_some(table)
+    })
+    .await;
+    assert_eq!(table["MESSAGE"], "0/2 worker pods ready", "{table:?}");
+}
+
+/// `kubectl get botfleet NAME -o wide` as column name → value.
+fn kubectl_get_wide(ns: &str, name: &str) -> BTreeMap<String, String> {
+    let out = std::process::Command::new(kubectl_path())
+        .arg("--kubeconfig")
+        .arg(kubeconfig_path())
+        .args(["-n", ns, "get", "botfleet", name, "-o", "wide"])
+        .output()
+        .expect("kubectl runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    let mut lines = text.lines();
+    let header = lines.next().expect("header");
+    let row = lines.next().expect("one row");
+    // Columns are aligned: each starts where its header starts.
+    let starts: Vec<(usize, &str)> = header
+        .match_indices(|c: char| c != ' ')
+        .filter(|(i, _)| *i == 0 || header.as_bytes()[i - 1] == b' ')
+        .map(|(i, _)| (i, header[i..].split(' ').next().unwrap_or_default()))
+        .collect();
+    starts
+        .iter()
+        .enumerate()
+        .map(|(n, (start, title))| {
+            let end = starts
+                .get(n + 1)
+                .map_or(row.len(), |(next, _)| *next)
+                .min(row.len());
+            let cell = row.get(*start..end).unwrap_or_default().trim();
+            ((*title).to_owned(), cell.to_owned())
+        })
+        .collect()
 }
 
 #[tokio::test]
