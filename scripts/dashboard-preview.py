@@ -4,7 +4,7 @@
 Grafana itself does not run here; this draws the same PromQL, as Prometheus' query
 API answered it, in the dashboard's layout. The data comes from the dashboard test:
 
-    SITG_DASHBOARD_PREVIEW_DIR=/tmp/dash cargo test --test dashboard_prometheus
+    SITG_DASHBOARD_PREVIEW_DIR=/tmp/dash cargo test --features external-tests --test worker dashboard
     python3 scripts/dashboard-preview.py /tmp/dash/panels.json docs/dashboard.png
 
 Needs matplotlib (`pip install matplotlib`).

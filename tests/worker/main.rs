@@ -6,6 +6,9 @@
 mod support;
 
 mod config_cli;
+// Needs Debian's prometheus (scripts/install-ship-deps.sh).
+#[cfg(feature = "external-tests")]
+mod dashboard_prometheus;
 mod drill_backend_outage;
 mod drill_github_faults;
 mod drill_sigterm;

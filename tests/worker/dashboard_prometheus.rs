@@ -6,27 +6,26 @@
 //! parse and return series. A renamed metric or label leaves a panel empty and fails.
 //!
 //! Needs `prometheus` on PATH (`scripts/install-ship-deps.sh`) and the example payloads
-//! (`scripts/fetch-fixtures.sh`).
+//! (`scripts/fetch-fixtures.sh`); built with `--features external-tests`.
 //!
 //! With `SITG_DASHBOARD_PREVIEW_DIR=DIR` the run lasts a few minutes of varied traffic
 //! and writes each panel's range query result to DIR, for
-//! `scripts/dashboard-preview.py DIR docs/dashboard.png`.
-
-#[path = "support/worker.rs"]
-mod support;
+//! `scripts/dashboard-preview.py DIR/panels.json docs/dashboard.png`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use sitg_bot::sandbox::backend::NewAction;
-use sitg_bot::sandbox::github::{Fault, FaultRule};
-use support::*;
+use sitg_sandbox::backend::NewAction;
+use sitg_sandbox::github::{Fault, FaultRule};
+
+use crate::support::*;
 
 const DASHBOARD: &str = "charts/sitg-bot/dashboards/sitg-bot.json";
 /// Labels a Prometheus Operator PodMonitor gives every worker target.
 const NAMESPACE: &str = "bots";
+const POD: &str = "bots-5d8f7c9b4-x2x7q";
 /// What Grafana substitutes for `$__rate_interval` at a 1 s scrape interval is about
 /// 4 s; a wider window keeps every rate defined between the test's bursts.
 const RATE_INTERVAL: &str = "30s";
@@ -230,7 +229,7 @@ fn upsert(pr: i64) -> NewAction {
 /// Every example once, one badly signed delivery, and `actions` outbox actions.
 async fn traffic(
     worker: &WorkerProcess,
-    peers: &sitg_bot::sandbox::peers::Peers,
+    peers: &sitg_sandbox::peers::Peers,
     round: usize,
     actions: i64,
 ) {
@@ -275,8 +274,7 @@ async fn every_dashboard_expression_returns_series_from_a_real_scrape() {
         .add_installation(INSTALLATION, "octo-org", "Organization", [(9001, REPO)])
         .expect("installation");
     let worker = spawn_worker(&peers, &[("OUTBOX_POLL_INTERVAL_MS", "500")]).await;
-    let prometheus =
-        Prometheus::start(&format!("127.0.0.1:{}", worker.port), &worker.worker_id).await;
+    let prometheus = Prometheus::start(&format!("127.0.0.1:{}", worker.port), POD).await;
     let preview = std::env::var_os("SITG_DASHBOARD_PREVIEW_DIR").map(PathBuf::from);
     // Traffic only after the first scrape: rates measure increases between samples.
     let scraped = eventually_async(Duration::from_secs(30), || async {
@@ -398,11 +396,7 @@ async fn every_dashboard_expression_returns_series_from_a_real_scrape() {
             .json()
             .await
             .expect("JSON");
-        let want = if label == "pod" {
-            worker.worker_id.as_str()
-        } else {
-            NAMESPACE
-        };
+        let want = if label == "pod" { POD } else { NAMESPACE };
         assert!(
             values["data"]
                 .as_array()
