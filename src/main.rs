@@ -27,6 +27,9 @@ enum Command {
     Crd,
     /// Run the BotFleet operator against the cluster of the kubeconfig (or in-cluster).
     Operator(sitg_bot::operator::OperatorOptions),
+    /// Ask GitHub once to redeliver the App's failed webhook deliveries (one sweep;
+    /// GitHub settings from the environment, as for the worker).
+    Redeliver(sitg_bot::redelivery::cli::RedeliverArgs),
 }
 
 fn main() -> ExitCode {
@@ -37,6 +40,7 @@ fn main() -> ExitCode {
             .map(|yaml| print!("{yaml}"))
             .map_err(Into::into),
         Command::Operator(options) => run_operator(options),
+        Command::Redeliver(args) => run_redeliver(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -82,6 +86,18 @@ fn run_operator(options: sitg_bot::operator::OperatorOptions) -> anyhow::Result<
     runtime()?.block_on(async move {
         tokio::spawn(forward_signals(shutdown.clone()));
         sitg_bot::operator::run(options, shutdown.cancelled_owned()).await?;
+        Ok(())
+    })
+}
+
+fn run_redeliver(args: sitg_bot::redelivery::cli::RedeliverArgs) -> anyhow::Result<()> {
+    let format = match std::env::var("LOG_FORMAT").as_deref() {
+        Ok("text") => sitg_bot::config::LogFormat::Text,
+        _ => sitg_bot::config::LogFormat::Json,
+    };
+    let _log_guard = sitg_bot::telemetry::init(format, "info");
+    runtime()?.block_on(async move {
+        sitg_bot::redelivery::cli::run(args).await?;
         Ok(())
     })
 }

@@ -11,4 +11,5 @@ mod drill_github_faults;
 mod drill_sigterm;
 mod outbox_e2e;
 mod prop_webhook;
+mod redelivery_e2e;
 mod webhook_e2e;
