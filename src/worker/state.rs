@@ -21,6 +21,8 @@ pub struct AppState {
     pub lifecycle: Arc<Lifecycle>,
     /// Memory for webhook bodies, shared by every request (`WEBHOOK_BUFFER_LIMIT_MB`).
     pub body_budget: BodyBudget,
+    /// The outbox's claim journal, when a state directory is configured.
+    pub journal: Option<Arc<crate::outbox::ClaimJournal>>,
 }
 
 /// Whether the worker should receive traffic.

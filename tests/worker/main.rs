@@ -5,6 +5,7 @@
 
 mod support;
 
+mod claim_journal_e2e;
 mod config_cli;
 mod drill_backend_outage;
 mod drill_github_faults;
