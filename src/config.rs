@@ -103,6 +103,9 @@ pub struct WorkerConfig {
     pub outbox_polling_enabled: bool,
     /// `OUTBOX_POLL_INTERVAL_MS` (default 5000, at least 500).
     pub outbox_poll_interval: Duration,
+    /// `OUTBOX_CLAIM_ON_EVENT` (default `true`): claim at once when the backend answers
+    /// a forwarded event with `enqueued_actions > 0`, not only on the poll interval.
+    pub outbox_claim_on_event: bool,
     /// `OUTBOX_CLAIM_LIMIT` (default 25, 1..100).
     pub outbox_claim_limit: u32,
     /// `OUTBOX_CONCURRENCY` (default 16, 1..256): actions executed at once.
@@ -183,6 +186,7 @@ impl WorkerConfig {
             None => default_worker_id(),
         };
         let outbox_polling_enabled = env.boolean("OUTBOX_POLLING_ENABLED", true)?;
+        let outbox_claim_on_event = env.boolean("OUTBOX_CLAIM_ON_EVENT", true)?;
         let poll_ms = env.ranged_u64(
             "OUTBOX_POLL_INTERVAL_MS",
             DEFAULT_POLL_INTERVAL_MS,
@@ -255,6 +259,7 @@ impl WorkerConfig {
             worker_id,
             outbox_polling_enabled,
             outbox_poll_interval: Duration::from_millis(poll_ms),
+            outbox_claim_on_event,
             // In range 1..=100 by construction, so the conversion cannot fail.
             outbox_claim_limit: u32::try_from(claim_limit).unwrap_or(DEFAULT_CLAIM_LIMIT),
             outbox_concurrency: usize::try_from(concurrency).unwrap_or(16),

@@ -7,7 +7,9 @@ pub mod executor;
 pub mod journal;
 pub mod release;
 pub mod runner;
+pub mod wake;
 
 pub use executor::{Executor, Report, RetryPolicy};
 pub use journal::ClaimJournal;
 pub use runner::{OutboxSettings, run};
+pub use wake::ClaimWake;

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use super::action::{self, age_seconds};
 use super::executor::{Executor, Report};
 use super::journal::{ClaimJournal, JOURNAL_UNWRITABLE, WORKER_RESTARTED};
+use super::wake::ClaimWake;
 use crate::backend::types::{ClaimedAction, Outcome};
 use crate::backend::{BackendClient, CallPolicy};
 use crate::metrics::WorkerMetrics;
@@ -35,6 +36,9 @@ pub struct OutboxSettings {
     pub shutdown_timeout: Duration,
     /// Where claimed actions are recorded before they run; `None` runs without one.
     pub journal: Option<Arc<ClaimJournal>>,
+    /// Claim at once when the webhook ingress asks (`OUTBOX_CLAIM_ON_EVENT`); `None`
+    /// claims only on the poll interval.
+    pub wake: Option<Arc<ClaimWake>>,
 }
 
 /// Time kept at the end of the shutdown budget for the release reports themselves.
@@ -205,8 +209,15 @@ pub async fn run(
             // More is waiting: claim again at once (the signer moves to the next second).
             continue;
         }
+        let woken = async {
+            match &settings.wake {
+                Some(wake) => wake.requested().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             () = tokio::time::sleep(settings.poll_interval) => {}
+            () = woken => {}
             () = shutdown.cancelled() => {}
         }
     }

@@ -23,6 +23,8 @@ pub struct AppState {
     pub body_budget: BodyBudget,
     /// The outbox's claim journal, when a state directory is configured.
     pub journal: Option<Arc<crate::outbox::ClaimJournal>>,
+    /// Asks the outbox to claim at once after a forwarded event enqueued actions.
+    pub claim_wake: Arc<crate::outbox::ClaimWake>,
 }
 
 /// Whether the worker should receive traffic.

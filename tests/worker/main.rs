@@ -10,6 +10,7 @@ mod config_cli;
 mod drill_backend_outage;
 mod drill_github_faults;
 mod drill_sigterm;
+mod gate_latency;
 mod outbox_e2e;
 mod prop_webhook;
 mod redelivery_e2e;
