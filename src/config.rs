@@ -103,6 +103,9 @@ pub struct WorkerConfig {
     pub outbox_polling_enabled: bool,
     /// `OUTBOX_POLL_INTERVAL_MS` (default 5000, at least 500).
     pub outbox_poll_interval: Duration,
+    /// `OUTBOX_CLAIM_ON_EVENT` (default `true`): claim at once when the backend answers
+    /// a forwarded event with `enqueued_actions > 0`, not only on the poll interval.
+    pub outbox_claim_on_event: bool,
     /// `OUTBOX_CLAIM_LIMIT` (default 25, 1..100).
     pub outbox_claim_limit: u32,
     /// `OUTBOX_CONCURRENCY` (default 16, 1..256): actions executed at once.
@@ -129,6 +132,10 @@ pub struct WorkerConfig {
     pub webhook_buffer_limit_bytes: usize,
     /// `LOG_FORMAT` (`json` default, or `text`).
     pub log_format: LogFormat,
+    /// `WORKER_STATE_DIR`, else `STATE_DIRECTORY` (set by systemd's `StateDirectory=`;
+    /// the first of its colon-separated paths): where the claim journal lives. Unset:
+    /// no journal, and actions held by a killed worker stay claimed.
+    pub state_dir: Option<std::path::PathBuf>,
     /// Secret variables whose value had surrounding white space (a trailing newline from
     /// a file, say), which was removed; the caller logs their names, never the values.
     pub trimmed_secrets: Vec<&'static str>,
@@ -179,6 +186,7 @@ impl WorkerConfig {
             None => default_worker_id(),
         };
         let outbox_polling_enabled = env.boolean("OUTBOX_POLLING_ENABLED", true)?;
+        let outbox_claim_on_event = env.boolean("OUTBOX_CLAIM_ON_EVENT", true)?;
         let poll_ms = env.ranged_u64(
             "OUTBOX_POLL_INTERVAL_MS",
             DEFAULT_POLL_INTERVAL_MS,
@@ -217,6 +225,14 @@ impl WorkerConfig {
                 ));
             }
         };
+        let state_dir = match env.get("WORKER_STATE_DIR") {
+            Some(dir) => Some(absolute_dir("WORKER_STATE_DIR", &dir)?),
+            None => env
+                .get("STATE_DIRECTORY")
+                .and_then(|dirs| dirs.split(':').next().map(str::to_owned))
+                .map(|dir| absolute_dir("STATE_DIRECTORY", &dir))
+                .transpose()?,
+        };
         let bind_address = match env.get("BIND_ADDRESS") {
             None => IpAddr::from([0, 0, 0, 0]),
             Some(raw) => raw.parse().map_err(|_| {
@@ -243,6 +259,7 @@ impl WorkerConfig {
             worker_id,
             outbox_polling_enabled,
             outbox_poll_interval: Duration::from_millis(poll_ms),
+            outbox_claim_on_event,
             // In range 1..=100 by construction, so the conversion cannot fail.
             outbox_claim_limit: u32::try_from(claim_limit).unwrap_or(DEFAULT_CLAIM_LIMIT),
             outbox_concurrency: usize::try_from(concurrency).unwrap_or(16),
@@ -254,6 +271,7 @@ impl WorkerConfig {
             webhook_buffer_limit_bytes: usize::try_from(buffer_mb * 1024 * 1024)
                 .unwrap_or(usize::MAX),
             log_format,
+            state_dir,
             trimmed_secrets: env.trimmed_secrets(),
         })
     }
@@ -357,6 +375,18 @@ impl Env<'_> {
 
     fn url(&self, var: &'static str, default: &str) -> Result<Url, ConfigError> {
         parse_http_url(var, &self.get(var).unwrap_or_else(|| default.to_owned()))
+    }
+}
+
+fn absolute_dir(var: &'static str, raw: &str) -> Result<std::path::PathBuf, ConfigError> {
+    let path = std::path::PathBuf::from(raw);
+    if path.is_absolute() {
+        Ok(path)
+    } else {
+        Err(ConfigError::invalid(
+            var,
+            format!("must be an absolute directory path, got {raw:?}"),
+        ))
     }
 }
 
@@ -657,6 +687,27 @@ mod tests {
         assert!(!c.outbox_polling_enabled);
         assert_eq!(c.outbox_poll_interval, Duration::from_millis(500));
         assert_eq!(c.metrics_port, Some(9090));
+    }
+
+    #[test]
+    fn state_dir_from_worker_state_dir_or_systemd() {
+        let mut env = base();
+        assert_eq!(load(&env).unwrap().state_dir, None);
+        env.insert(
+            "STATE_DIRECTORY",
+            "/var/lib/sitg-bot-worker-1:/var/lib/x".to_owned(),
+        );
+        assert_eq!(
+            load(&env).unwrap().state_dir.as_deref(),
+            Some(std::path::Path::new("/var/lib/sitg-bot-worker-1"))
+        );
+        env.insert("WORKER_STATE_DIR", "/state".to_owned());
+        assert_eq!(
+            load(&env).unwrap().state_dir.as_deref(),
+            Some(std::path::Path::new("/state"))
+        );
+        env.insert("WORKER_STATE_DIR", "state".to_owned());
+        assert_eq!(load(&env).unwrap_err().variable(), "WORKER_STATE_DIR");
     }
 
     #[test]

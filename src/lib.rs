@@ -10,6 +10,7 @@
 //!   calls the outbox needs, with rate-limit handling.
 //! - [`webhook`]: pure webhook logic: signature verification and event normalisation.
 //! - [`outbox`]: action validation and execution, and the claim/report loop.
+//! - [`redelivery`]: the sweep that asks GitHub to redeliver failed webhook deliveries.
 //! - [`worker`]: the HTTP server (webhook ingress, health, metrics) and shutdown.
 //! - [`metrics`]: the Prometheus registry with the counter names operators watch.
 //! - [`operator`]: the `BotFleet` custom resource and its controller.
@@ -22,6 +23,7 @@ pub mod metrics;
 pub mod operator;
 pub mod outbox;
 pub mod probe;
+pub mod redelivery;
 pub mod secret;
 pub mod telemetry;
 pub mod tls;

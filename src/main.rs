@@ -30,6 +30,12 @@ enum Command {
     /// GET a URL and exit 0 on a 2xx answer, 1 otherwise: the chart's `helm test` runs
     /// it against the operator's /healthz (the image has no shell or curl).
     Probe(sitg_bot::probe::ProbeArgs),
+    /// Ask GitHub once to redeliver the App's failed webhook deliveries (one sweep;
+    /// GitHub settings from the environment, as for the worker).
+    Redeliver(sitg_bot::redelivery::cli::RedeliverArgs),
+    /// Release claimed outbox actions by hand (report them RETRYABLE_FAILURE with the
+    /// worker id that claimed them), for a worker whose claim journal was lost.
+    Release(sitg_bot::outbox::release::ReleaseArgs),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +47,8 @@ fn main() -> ExitCode {
             .map_err(Into::into),
         Command::Operator(options) => run_operator(options),
         Command::Probe(args) => return run_probe(&args),
+        Command::Redeliver(args) => run_redeliver(args),
+        Command::Release(args) => run_release(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -109,6 +117,34 @@ fn run_probe(args: &sitg_bot::probe::ProbeArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+fn run_redeliver(args: sitg_bot::redelivery::cli::RedeliverArgs) -> anyhow::Result<()> {
+    let format = match std::env::var("LOG_FORMAT").as_deref() {
+        Ok("text") => sitg_bot::config::LogFormat::Text,
+        _ => sitg_bot::config::LogFormat::Json,
+    };
+    let _log_guard = sitg_bot::telemetry::init(format, "info");
+    runtime()?.block_on(async move {
+        sitg_bot::redelivery::cli::run(args).await?;
+        Ok(())
+    })
+}
+
+fn run_release(args: sitg_bot::outbox::release::ReleaseArgs) -> anyhow::Result<()> {
+    let released = runtime()?.block_on(sitg_bot::outbox::release::run(args))?;
+    let mut failed = 0;
+    for r in &released {
+        match &r.result {
+            Ok(status) => println!("{} released ({status})", r.action_id),
+            Err(err) => {
+                failed += 1;
+                println!("{} not released: {err}", r.action_id);
+            }
+        }
+    }
+    if failed > 0 {
+        anyhow::bail!("{failed} of {} actions not released", released.len());
+    }
+    Ok(())
 }
 
 async fn bind(ip: std::net::IpAddr, port: u16, var: &str) -> anyhow::Result<TcpListener> {

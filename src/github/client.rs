@@ -28,10 +28,10 @@ use super::{API_VERSION, GitHubConfig};
 use crate::secret::SecretString;
 
 /// GitHub's largest `per_page`.
-const PER_PAGE: &str = "100";
+pub(super) const PER_PAGE: &str = "100";
 /// Pages followed before giving up on a list (100 items each): a guard against a
 /// `Link` chain that never ends, far above any real pull request or installation.
-const MAX_PAGES: usize = 500;
+pub(super) const MAX_PAGES: usize = 500;
 /// Characters of a GitHub error message kept in our errors and logs.
 const MAX_MESSAGE_CHARS: usize = 300;
 
@@ -105,25 +105,25 @@ impl fmt::Debug for GitHubClient {
 }
 
 /// One response, read whole.
-struct Reply {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Bytes,
+pub(super) struct Reply {
+    pub(super) status: StatusCode,
+    pub(super) headers: HeaderMap,
+    pub(super) body: Bytes,
 }
 
 /// The installation a call acts for, and the repository when there is one (needed for
 /// the installation 404 fallback).
 #[derive(Clone, Copy)]
-struct Installation<'a> {
-    id: u64,
-    repo: Option<&'a RepoFullName>,
+pub(super) struct Installation<'a> {
+    pub(super) id: u64,
+    pub(super) repo: Option<&'a RepoFullName>,
 }
 
 /// Log context of one request.
 #[derive(Clone, Copy)]
-struct Call<'a> {
-    route: Route,
-    installation: Installation<'a>,
+pub(super) struct Call<'a> {
+    pub(super) route: Route,
+    pub(super) installation: Installation<'a>,
 }
 
 #[derive(Deserialize)]
@@ -764,7 +764,7 @@ impl GitHubClient {
 
     /// A request authenticated as the App (JWT). A 401 drops the cached JWT so the next
     /// call signs a new one.
-    async fn app_request(
+    pub(super) async fn app_request(
         &self,
         call: Call<'_>,
         method: Method,
@@ -851,7 +851,12 @@ impl GitHubClient {
 
     /// Passes a success through; turns a refusal into its error, pausing the
     /// installation on a rate limit.
-    fn check(&self, call: Call<'_>, reply: Reply, url: &Url) -> Result<Reply, GitHubError> {
+    pub(super) fn check(
+        &self,
+        call: Call<'_>,
+        reply: Reply,
+        url: &Url,
+    ) -> Result<Reply, GitHubError> {
         if reply.status.is_success() {
             return Ok(reply);
         }
@@ -915,12 +920,12 @@ impl GitHubClient {
         }
     }
 
-    fn next_page(&self, headers: &HeaderMap) -> Result<Option<Url>, GitHubError> {
+    pub(super) fn next_page(&self, headers: &HeaderMap) -> Result<Option<Url>, GitHubError> {
         next_page_url(headers, &self.inner.api_base)
             .map_err(|e| GitHubError::InvalidResponse(e.to_string()))
     }
 
-    fn endpoint(&self, segments: &[&str]) -> Result<Url, GitHubError> {
+    pub(super) fn endpoint(&self, segments: &[&str]) -> Result<Url, GitHubError> {
         endpoint(&self.inner.api_base, segments)
     }
 
@@ -965,11 +970,11 @@ fn endpoint(api_base: &Url, segments: &[&str]) -> Result<Url, GitHubError> {
     Ok(url)
 }
 
-fn parse_json<T: DeserializeOwned>(body: &Bytes, what: &str) -> Result<T, GitHubError> {
+pub(super) fn parse_json<T: DeserializeOwned>(body: &Bytes, what: &str) -> Result<T, GitHubError> {
     serde_json::from_slice(body).map_err(|e| GitHubError::InvalidResponse(format!("{what}: {e}")))
 }
 
-fn too_many_pages(what: &str) -> GitHubError {
+pub(super) fn too_many_pages(what: &str) -> GitHubError {
     GitHubError::InvalidResponse(format!("{what}: more than {MAX_PAGES} pages"))
 }
 

@@ -16,6 +16,8 @@ pub(crate) enum Route {
     UpdateComment,
     DeleteComment,
     ListInstallationRepositories,
+    ListHookDeliveries,
+    RedeliverHookDelivery,
 }
 
 impl Route {
@@ -30,6 +32,8 @@ impl Route {
             Self::UpdateComment => "update_comment",
             Self::DeleteComment => "delete_comment",
             Self::ListInstallationRepositories => "list_installation_repositories",
+            Self::ListHookDeliveries => "list_hook_deliveries",
+            Self::RedeliverHookDelivery => "redeliver_hook_delivery",
         }
     }
 }

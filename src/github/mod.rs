@@ -7,10 +7,12 @@
 //! - `pagination`: following `Link: rel="next"`;
 //! - `comment`: deciding what a marked-comment upsert must do;
 //! - `client`: [`GitHubClient`], the HTTP calls tying these together;
+//! - `deliveries`: the App webhook's delivery log and redeliveries;
 //! - `repo`: [`RepoFullName`], validated before it becomes part of a URL.
 
 mod client;
 mod comment;
+mod deliveries;
 mod error;
 mod jwt;
 mod metrics;
@@ -28,6 +30,7 @@ use url::Url;
 use crate::secret::SecretString;
 
 pub use client::{CommentUpsert, GitHubClient, InstallationRepository};
+pub use deliveries::HookDelivery;
 pub use error::GitHubError;
 pub use jwt::{KeyError, parse_app_private_key};
 pub use repo::{InvalidRepoName, RepoFullName};

@@ -1,9 +1,15 @@
 //! The backend's outbox of GitHub actions: validation ([`action`]), execution with
-//! in-worker retries ([`executor`]) and the claim/report loop ([`runner`]).
+//! in-worker retries ([`executor`]), the claim/report loop ([`runner`]) and the claim
+//! journal that releases what a killed worker held ([`journal`]).
 
 pub mod action;
 pub mod executor;
+pub mod journal;
+pub mod release;
 pub mod runner;
+pub mod wake;
 
 pub use executor::{Executor, Report, RetryPolicy};
+pub use journal::ClaimJournal;
 pub use runner::{OutboxSettings, run};
+pub use wake::ClaimWake;

@@ -18,6 +18,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::action::{self, age_seconds};
 use super::executor::{Executor, Report};
+use super::journal::{ClaimJournal, JOURNAL_UNWRITABLE, WORKER_RESTARTED};
+use super::wake::ClaimWake;
 use crate::backend::types::{ClaimedAction, Outcome};
 use crate::backend::{BackendClient, CallPolicy};
 use crate::metrics::WorkerMetrics;
@@ -32,6 +34,11 @@ pub struct OutboxSettings {
     pub concurrency: usize,
     /// Total time a shutdown may take before unfinished actions are released.
     pub shutdown_timeout: Duration,
+    /// Where claimed actions are recorded before they run; `None` runs without one.
+    pub journal: Option<Arc<ClaimJournal>>,
+    /// Claim at once when the webhook ingress asks (`OUTBOX_CLAIM_ON_EVENT`); `None`
+    /// claims only on the poll interval.
+    pub wake: Option<Arc<ClaimWake>>,
 }
 
 /// Time kept at the end of the shutdown budget for the release reports themselves.
@@ -119,6 +126,7 @@ struct SharedState {
     stop: CancellationToken,
     /// Hard stop: abandons GitHub calls still running when the budget ends → release.
     abort: CancellationToken,
+    journal: Option<Arc<ClaimJournal>>,
 }
 
 /// Runs the loop until `shutdown` fires, then drains. Returns once every claimed action
@@ -140,6 +148,7 @@ pub async fn run(
         active: AtomicUsize::new(0),
         stop: CancellationToken::new(),
         abort: CancellationToken::new(),
+        journal: settings.journal.clone(),
     });
     // The shutdown budget runs from the signal, not from the end of a claim that was
     // under way then. Held actions are released only once no claim is in flight, or
@@ -163,7 +172,18 @@ pub async fn run(
         worker_id = %settings.worker_id,
         poll_interval_ms = settings.poll_interval.as_millis() as u64,
         claim_limit = settings.claim_limit,
+        claim_journal = shared.journal.as_ref().map(|j| j.dir().display().to_string()),
     );
+    if shared.journal.is_none() {
+        tracing::warn!(
+            event = "claim_journal_disabled",
+            "no WORKER_STATE_DIR or STATE_DIRECTORY: actions held by a killed worker stay claimed"
+        );
+    }
+    tokio::select! {
+        () = release_journalled(&shared) => {}
+        () = shutdown.cancelled() => {}
+    }
 
     while !shutdown.is_cancelled() {
         while let Some(done) = tasks.try_join_next() {
@@ -189,8 +209,15 @@ pub async fn run(
             // More is waiting: claim again at once (the signer moves to the next second).
             continue;
         }
+        let woken = async {
+            match &settings.wake {
+                Some(wake) => wake.requested().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             () = tokio::time::sleep(settings.poll_interval) => {}
+            () = woken => {}
             () = shutdown.cancelled() => {}
         }
     }
@@ -210,8 +237,58 @@ fn log_task_end(done: Result<(), tokio::task::JoinError>) {
     }
 }
 
+/// Reports every action the journal lists (a previous run with this `WORKER_ID` was
+/// killed holding them) as `RETRYABLE_FAILURE` / `WORKER_RESTARTED`, all at once.
+async fn release_journalled(shared: &Arc<SharedState>) {
+    let Some(journal) = &shared.journal else {
+        return;
+    };
+    let entries = match journal.entries() {
+        Ok(entries) => entries,
+        Err(err) => {
+            // Claiming stays stopped until the directory can be written (claim()).
+            tracing::error!(event = "claim_journal_unreadable", error = %err);
+            return;
+        }
+    };
+    if entries.is_empty() {
+        return;
+    }
+    tracing::info!(
+        event = "claim_journal_releasing",
+        count = entries.len(),
+        action_ids = %entries.join(","),
+        "releasing the actions a previous run of this worker held"
+    );
+    futures::future::join_all(entries.iter().map(|id| async move {
+        journal.count_released();
+        let report = Report::retryable(
+            WORKER_RESTARTED,
+            "the worker restarted while holding the action",
+        );
+        report_once(shared, id, report).await;
+    }))
+    .await;
+}
+
 /// One claim; spawns a task per action. Returns how many were claimed, `None` on error.
 async fn claim(shared: &Arc<SharedState>, limit: u32, tasks: &mut JoinSet<()>) -> Option<usize> {
+    if let Some(journal) = &shared.journal {
+        let writable = {
+            let journal = Arc::clone(journal);
+            tokio::task::spawn_blocking(move || journal.recheck())
+                .await
+                .unwrap_or(false)
+        };
+        if !writable {
+            tracing::error!(
+                event = "outbox_claiming_paused",
+                error = %journal.problem().map(|p| p.to_string()).unwrap_or_default(),
+                "the claim journal cannot be written; not claiming"
+            );
+            return None;
+        }
+    }
     let claimed = shared
         .backend
         .claim(&shared.worker_id, limit, CLAIM_POLICY)
@@ -239,6 +316,36 @@ async fn claim(shared: &Arc<SharedState>, limit: u32, tasks: &mut JoinSet<()>) -
             lag_seconds = lag,
             action_ids = %actions.iter().map(|a| a.id.as_str()).collect::<Vec<_>>().join(","),
         );
+    }
+    if let Some(journal) = &shared.journal
+        && !actions.is_empty()
+    {
+        let ids: Vec<String> = actions.iter().map(|a| a.id.clone()).collect();
+        let recorded = {
+            let journal = Arc::clone(journal);
+            tokio::task::spawn_blocking(move || journal.record(&ids)).await
+        };
+        let failure = match recorded {
+            Ok(Ok(())) => None,
+            Ok(Err(err)) => Some(err.to_string()),
+            Err(err) => Some(err.to_string()),
+        };
+        if let Some(error) = failure {
+            // Never execute what a crash could leave claimed: give them back now.
+            shared.metrics.errors.inc();
+            tracing::error!(event = "claim_journal_write_failed", error = %error, count);
+            for claimed in actions {
+                let shared = Arc::clone(shared);
+                tasks.spawn(async move {
+                    let report = Report::retryable(
+                        JOURNAL_UNWRITABLE,
+                        "the worker could not record the claim; not executed",
+                    );
+                    report_once(&shared, &claimed.id, report).await;
+                });
+            }
+            return None;
+        }
     }
     // The backend does not guarantee the order of a claim; queue by creation time so
     // that actions on one comment apply oldest first.
@@ -392,6 +499,7 @@ async fn report_once(shared: &SharedState, action_id: &str, report: Report) {
                     failure_message = report.failure_message.as_deref(),
                     status = status.map(|s| s.status),
                 );
+                forget(shared, action_id);
                 return;
             }
             Err(err) => err,
@@ -411,6 +519,12 @@ async fn report_once(shared: &SharedState, action_id: &str, report: Report) {
                 () = shared.stop.cancelled() => continue,
             }
         }
+        if !err.is_retryable()
+            && !matches!(err, crate::backend::BackendError::DeadlineExceeded { .. })
+        {
+            // Refused (409: not claimed by this worker any more): nothing to release.
+            forget(shared, action_id);
+        }
         // The backend has no lease expiry: say loudly which action is stuck so an
         // operator can release it with this worker id.
         tracing::error!(
@@ -421,6 +535,15 @@ async fn report_once(shared: &SharedState, action_id: &str, report: Report) {
             error = %err,
         );
         return;
+    }
+}
+
+/// Drops a reported action from the journal.
+fn forget(shared: &SharedState, action_id: &str) {
+    if let Some(journal) = &shared.journal
+        && let Err(err) = journal.remove(action_id)
+    {
+        tracing::warn!(event = "claim_journal_remove_failed", action_id, error = %err);
     }
 }
 

@@ -16,7 +16,8 @@ pub async fn healthz() -> impl IntoResponse {
 /// Readiness: 200 when the worker can do its job — not stopping and the backend
 /// answering HTTP; 503 with the reasons otherwise. A 200 carries `warnings` when the
 /// backend's last answer said this worker is misconfigured (see
-/// [`crate::backend::Refusal`]), for the rollout checklist.
+/// [`crate::backend::Refusal`]), for the rollout checklist, and when the claim journal
+/// cannot be written (the outbox then claims nothing; webhooks still flow).
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let mut reasons = Vec::new();
     if state.lifecycle.is_shutting_down() {
@@ -26,12 +27,21 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         reasons.push("backend unreachable");
     }
     if reasons.is_empty() {
-        match state.backend.refusal() {
-            None => (StatusCode::OK, Json(json!({"status": "ready"}))),
-            Some(refusal) => (
+        let mut warnings: Vec<String> = Vec::new();
+        if let Some(refusal) = state.backend.refusal() {
+            warnings.push(refusal.hint().to_string());
+        }
+        // Webhooks still flow; only the outbox stops claiming.
+        if let Some(problem) = state.journal.as_ref().and_then(|j| j.problem()) {
+            warnings.push(format!("not claiming outbox actions: {problem}"));
+        }
+        if warnings.is_empty() {
+            (StatusCode::OK, Json(json!({"status": "ready"})))
+        } else {
+            (
                 StatusCode::OK,
-                Json(json!({"status": "ready", "warnings": [refusal.hint()]})),
-            ),
+                Json(json!({"status": "ready", "warnings": warnings})),
+            )
         }
     } else {
         (

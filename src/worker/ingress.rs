@@ -436,6 +436,9 @@ async fn forward_pull_request(state: &AppState, pr: PullRequestEvent) -> Respons
                 ingest_status = resp.ingest_status.as_str(),
                 enqueued_actions = resp.enqueued_actions,
             );
+            if resp.enqueued_actions > 0 {
+                state.claim_wake.request();
+            }
             answer(
                 StatusCode::OK,
                 json!({

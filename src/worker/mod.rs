@@ -22,7 +22,7 @@ use crate::backend::{BackendClient, BackendConfig};
 use crate::config::WorkerConfig;
 use crate::github::{GitHubClient, GitHubConfig, parse_app_private_key};
 use crate::metrics::WorkerMetrics;
-use crate::outbox::{self, Executor, OutboxSettings, RetryPolicy};
+use crate::outbox::{self, ClaimJournal, ClaimWake, Executor, OutboxSettings, RetryPolicy};
 use crate::webhook::WebhookVerifier;
 pub use state::{AppState, Lifecycle};
 
@@ -82,7 +82,18 @@ pub fn build_state(config: &WorkerConfig) -> Result<AppState, WorkerError> {
         config.webhook_buffer_limit_bytes,
         metrics.webhook_body_bytes_reserved.clone(),
     );
+    let journal = config
+        .state_dir
+        .as_deref()
+        .map(|dir| ClaimJournal::open(dir, &config.worker_id, &metrics.registry).map(Arc::new))
+        .transpose()
+        .map_err(crate::metrics::MetricsError::from)?;
+    let claim_wake = Arc::new(
+        ClaimWake::register(&metrics.registry).map_err(crate::metrics::MetricsError::from)?,
+    );
     Ok(AppState {
+        claim_wake,
+        journal,
         body_budget,
         verifier: WebhookVerifier::new(
             &config.webhook_secret,
@@ -204,6 +215,10 @@ pub async fn run(
                 claim_limit: config.outbox_claim_limit,
                 concurrency: config.outbox_concurrency,
                 shutdown_timeout: config.shutdown_timeout,
+                journal: state.journal.clone(),
+                wake: config
+                    .outbox_claim_on_event
+                    .then(|| Arc::clone(&state.claim_wake)),
             },
             stopping.clone(),
         ))

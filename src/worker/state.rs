@@ -21,6 +21,10 @@ pub struct AppState {
     pub lifecycle: Arc<Lifecycle>,
     /// Memory for webhook bodies, shared by every request (`WEBHOOK_BUFFER_LIMIT_MB`).
     pub body_budget: BodyBudget,
+    /// The outbox's claim journal, when a state directory is configured.
+    pub journal: Option<Arc<crate::outbox::ClaimJournal>>,
+    /// Asks the outbox to claim at once after a forwarded event enqueued actions.
+    pub claim_wake: Arc<crate::outbox::ClaimWake>,
 }
 
 /// Whether the worker should receive traffic.

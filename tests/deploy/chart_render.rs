@@ -500,6 +500,9 @@ fn all_features_render_monitors_what_the_operator_builds() {
             "SitgBotWebhookSignatureFailures",
             "SitgBotOutboxLagHigh",
             "SitgBotBackendRefusing",
+            "SitgBotClaimJournalUnwritable",
+            "SitgBotWebhookDeliveriesUndelivered",
+            "SitgBotRedeliveryFailing",
             "SitgBotOperatorReconcileErrors",
             "SitgBotOperatorNoLeader",
         ]
@@ -718,7 +721,7 @@ fn prometheus_rule_passes_promtool() {
             .arg(&rules_file),
         "promtool check rules",
     );
-    assert!(out.contains("SUCCESS: 9 rules found"), "{out}");
+    assert!(out.contains("SUCCESS: 12 rules found"), "{out}");
 
     let test_file = dir.path().join("prometheus-rules.test.yaml");
     std::fs::copy(

@@ -10,3 +10,4 @@ mod artifacts;
 mod chart_install;
 mod chart_render;
 mod provision_service_bot_key;
+mod redeliver_units;

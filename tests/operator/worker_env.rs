@@ -72,6 +72,7 @@ async fn worker_pods_get_every_variable_the_worker_reads() {
         ("OUTBOX_POLL_INTERVAL_MS", "750"),
         ("OUTBOX_CLAIM_LIMIT", "50"),
         ("SHUTDOWN_DRAIN_SECONDS", "5"),
+        ("WORKER_STATE_DIR", "/var/lib/sitg-bot"),
         ("WORKER_ID", pod_name.as_str()),
     ]
     .into_iter()
@@ -82,8 +83,9 @@ async fn worker_pods_get_every_variable_the_worker_reads() {
 
 /// The pod spec really configures a working worker: the env of a pod the operator's
 /// Deployment produced, resolved as the kubelet would, starts the real binary against
-/// the simulators and `/readyz` answers 200. Only the two ports are moved off 8080/9090,
-/// which the test host may already use; every other variable is taken as resolved.
+/// the simulators and `/readyz` answers 200. Only the two ports (off 8080/9090, which
+/// the test host may already use) and the state directory (the pod's emptyDir; here a
+/// temporary one) are moved; every other variable is taken as resolved.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_resolved_pod_env_starts_a_ready_worker() {
     sitg_bot::tls::install_crypto_provider();
@@ -132,6 +134,12 @@ async fn the_resolved_pod_env_starts_a_ready_worker() {
     let (port, metrics_port) = (free(), free());
     env.insert("PORT".into(), port.to_string());
     env.insert("METRICS_PORT".into(), metrics_port.to_string());
+    // The pod mounts an emptyDir there; on the test host, a directory of its own.
+    let state = tempfile::tempdir().expect("tempdir");
+    env.insert(
+        "WORKER_STATE_DIR".into(),
+        state.path().display().to_string(),
+    );
 
     let mut worker = std::process::Command::new(env!("CARGO_BIN_EXE_sitg-bot"))
         .args(container.args.clone().unwrap_or_default())

@@ -5,6 +5,7 @@
 
 mod support;
 
+mod claim_journal_e2e;
 mod config_cli;
 // Needs Debian's prometheus (scripts/install-ship-deps.sh).
 #[cfg(feature = "external-tests")]
@@ -12,6 +13,8 @@ mod dashboard_prometheus;
 mod drill_backend_outage;
 mod drill_github_faults;
 mod drill_sigterm;
+mod gate_latency;
 mod outbox_e2e;
 mod prop_webhook;
+mod redelivery_e2e;
 mod webhook_e2e;

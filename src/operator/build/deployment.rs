@@ -105,17 +105,34 @@ fn pod_spec(fleet: &ValidFleet) -> PodSpec {
         }),
         node_selector: fleet.node_selector.clone(),
         tolerations: fleet.tolerations.clone(),
-        volumes: Some(vec![Volume {
-            name: "tmp".to_owned(),
-            empty_dir: Some(EmptyDirVolumeSource {
-                size_limit: Some(Quantity("16Mi".to_owned())),
+        volumes: Some(vec![
+            Volume {
+                name: "tmp".to_owned(),
+                empty_dir: Some(EmptyDirVolumeSource {
+                    size_limit: Some(Quantity("16Mi".to_owned())),
+                    ..Default::default()
+                }),
                 ..Default::default()
-            }),
-            ..Default::default()
-        }]),
+            },
+            // The claim journal: an emptyDir lives as long as the pod, so a worker
+            // container restarted after an OOM kill finds what it held (and WORKER_ID,
+            // the pod name, is the same).
+            Volume {
+                name: STATE_VOLUME.to_owned(),
+                empty_dir: Some(EmptyDirVolumeSource {
+                    size_limit: Some(Quantity("16Mi".to_owned())),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        ]),
         ..Default::default()
     }
 }
+
+/// The pod volume holding the worker's claim journal, and where it is mounted.
+const STATE_VOLUME: &str = "state";
+const STATE_DIR: &str = "/var/lib/sitg-bot";
 
 fn worker_container(fleet: &ValidFleet) -> Container {
     Container {
@@ -152,11 +169,18 @@ fn worker_container(fleet: &ValidFleet) -> Container {
             }),
             ..Default::default()
         }),
-        volume_mounts: Some(vec![VolumeMount {
-            name: "tmp".to_owned(),
-            mount_path: "/tmp".to_owned(),
-            ..Default::default()
-        }]),
+        volume_mounts: Some(vec![
+            VolumeMount {
+                name: "tmp".to_owned(),
+                mount_path: "/tmp".to_owned(),
+                ..Default::default()
+            },
+            VolumeMount {
+                name: STATE_VOLUME.to_owned(),
+                mount_path: STATE_DIR.to_owned(),
+                ..Default::default()
+            },
+        ]),
         ..Default::default()
     }
 }
@@ -183,6 +207,7 @@ fn worker_env(fleet: &ValidFleet) -> Vec<EnvVar> {
         ),
         ("OUTBOX_CLAIM_LIMIT", s.outbox_claim_limit.to_string()),
         ("SHUTDOWN_DRAIN_SECONDS", SHUTDOWN_DRAIN_SECONDS.to_string()),
+        ("WORKER_STATE_DIR", STATE_DIR.to_owned()),
     ]);
     let secret_name = worker_env_secret_name(&fleet.name);
     let mut env: Vec<EnvVar> = plain
@@ -350,6 +375,15 @@ mod tests {
         let volumes = p.volumes.as_ref().expect("volumes");
         assert_eq!(volumes[0].name, mounts[0].name);
         assert!(volumes[0].empty_dir.is_some());
+        // The claim journal outlives container restarts: an emptyDir, mounted where
+        // WORKER_STATE_DIR points.
+        assert_eq!(mounts[1].mount_path, "/var/lib/sitg-bot");
+        assert_eq!(volumes[1].name, mounts[1].name);
+        assert!(volumes[1].empty_dir.is_some());
+        let env = c.env.as_ref().expect("env");
+        assert!(env.iter().any(
+            |e| e.name == "WORKER_STATE_DIR" && e.value.as_deref() == Some("/var/lib/sitg-bot")
+        ));
     }
 
     #[test]

@@ -25,13 +25,17 @@ pub enum Route {
     UpdatePullRequest,
     /// `GET /installation/repositories`
     ListInstallationRepositories,
+    /// `GET /app/hook/deliveries` (App JWT)
+    ListHookDeliveries,
+    /// `POST /app/hook/deliveries/{delivery_id}/attempts` (App JWT)
+    RedeliverHookDelivery,
     /// Anything else (answered 404).
     Unknown,
 }
 
 impl Route {
     /// Every served route.
-    pub const ALL: [Route; 8] = [
+    pub const ALL: [Route; 10] = [
         Route::CreateInstallationToken,
         Route::GetRepoInstallation,
         Route::ListIssueComments,
@@ -40,13 +44,18 @@ impl Route {
         Route::DeleteIssueComment,
         Route::UpdatePullRequest,
         Route::ListInstallationRepositories,
+        Route::ListHookDeliveries,
+        Route::RedeliverHookDelivery,
     ];
 
     /// True for routes authenticated with the App JWT rather than an installation token.
     pub fn uses_app_jwt(self) -> bool {
         matches!(
             self,
-            Self::CreateInstallationToken | Self::GetRepoInstallation
+            Self::CreateInstallationToken
+                | Self::GetRepoInstallation
+                | Self::ListHookDeliveries
+                | Self::RedeliverHookDelivery
         )
     }
 
@@ -72,6 +81,8 @@ impl Route {
             }
             ("PATCH", "/repos/{owner}/{repo}/pulls/{pull_number}") => Self::UpdatePullRequest,
             ("GET", "/installation/repositories") => Self::ListInstallationRepositories,
+            ("GET", "/app/hook/deliveries") => Self::ListHookDeliveries,
+            ("POST", "/app/hook/deliveries/{delivery_id}/attempts") => Self::RedeliverHookDelivery,
             _ => Self::Unknown,
         }
     }

@@ -14,6 +14,7 @@ use chrono::Utc;
 use serde_json::Value;
 
 use super::faults::{Fault, Route};
+use super::hooks;
 use super::jwt::JwtRejection;
 use super::page::PageRequest;
 use super::shapes;
@@ -97,6 +98,11 @@ pub(super) fn router(sim: GitHubSim) -> Router {
             "/installation/repositories",
             get(list_installation_repositories),
         )
+        .route("/app/hook/deliveries", get(hooks::list_hook_deliveries))
+        .route(
+            "/app/hook/deliveries/{delivery_id}/attempts",
+            post(hooks::redeliver_hook_delivery),
+        )
         .fallback(not_found_route)
         .layer(middleware::from_fn_with_state(
             sim.clone(),
@@ -105,7 +111,7 @@ pub(super) fn router(sim: GitHubSim) -> Router {
         .with_state(sim)
 }
 
-fn json(status: StatusCode, body: &Value) -> Response {
+pub(super) fn json(status: StatusCode, body: &Value) -> Response {
     let mut response = (status, body.to_string()).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -114,7 +120,7 @@ fn json(status: StatusCode, body: &Value) -> Response {
     response
 }
 
-fn error(status: StatusCode, message: &str, docs: &str) -> Response {
+pub(super) fn error(status: StatusCode, message: &str, docs: &str) -> Response {
     json(status, &shapes::error(message, docs, status.as_u16()))
 }
 
@@ -283,7 +289,7 @@ fn credential(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// The base URL of API links in responses: the configured one, else `http://{Host}`.
-fn api_base(sim: &GitHubSim, headers: &HeaderMap) -> String {
+pub(super) fn api_base(sim: &GitHubSim, headers: &HeaderMap) -> String {
     if let Some(base) = &sim.shared.public_base_url {
         return base.clone();
     }
@@ -295,7 +301,7 @@ fn api_base(sim: &GitHubSim, headers: &HeaderMap) -> String {
 }
 
 impl GitHubSim {
-    fn require_app_jwt(&self, headers: &HeaderMap) -> Result<(), Refusal> {
+    pub(super) fn require_app_jwt(&self, headers: &HeaderMap) -> Result<(), Refusal> {
         let now = Utc::now().timestamp();
         let verdict = match credential(headers) {
             None => Err(JwtRejection::Missing),
@@ -325,7 +331,11 @@ impl GitHubSim {
     }
 
     /// Applies matching faults: waits out their latency, then answers the fault if any.
-    async fn faults(&self, installation: Option<i64>, route: Route) -> Result<(), Refusal> {
+    pub(super) async fn faults(
+        &self,
+        installation: Option<i64>,
+        route: Route,
+    ) -> Result<(), Refusal> {
         let verdict = self
             .shared
             .faults
@@ -427,7 +437,7 @@ fn page_request(query: Option<&str>) -> PageRequest {
     PageRequest::parse(per_page.as_deref(), page.as_deref())
 }
 
-fn with_link(mut response: Response, link: Option<String>) -> Response {
+pub(super) fn with_link(mut response: Response, link: Option<String>) -> Response {
     if let Some(value) = link.and_then(|l| HeaderValue::from_str(&l).ok()) {
         response.headers_mut().insert(header::LINK, value);
     }

@@ -13,6 +13,8 @@
 //! | `PATCH` / `DELETE /repos/{owner}/{repo}/issues/comments/{id}` → 200 / 204 | installation token |
 //! | `PATCH /repos/{owner}/{repo}/pulls/{n}` → 200 | installation token |
 //! | `GET /installation/repositories?per_page=&page=` (+ `Link`) | installation token |
+//! | `GET /app/hook/deliveries?per_page=&cursor=&status=` (+ `Link`), newest first | App JWT |
+//! | `POST /app/hook/deliveries/{id}/attempts` → 202, re-sends that event to the webhook | App JWT |
 //!
 //! - App JWT: RS256 against [`GitHubSimConfig::app_public_key_pem`], `iss` the App id
 //!   (number or string) or [`GitHubSimConfig::client_id`], `iat` not in the future and
@@ -33,8 +35,12 @@
 //!   `accept` or a missing version header is served but recorded as a violation.
 //! - Rate-limit headers are always sent but never count down; exhaust a limit with a
 //!   [`Fault`].
+//! - The App's webhook: [`GitHubSim::set_webhook`] points it at a worker and
+//!   [`GitHubSim::deliver`] sends an event, recording each attempt
+//!   ([`GitHubSim::hook_attempts`]) as GitHub's delivery log does.
 
 mod faults;
+mod hooks;
 mod http;
 pub mod jwt;
 mod page;
@@ -55,6 +61,7 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 
 pub use faults::{Fault, FaultId, FaultLifetime, FaultRule, Route};
+pub use hooks::{DELIVERY_TIMEOUT, HookAttempt};
 pub use http::{ACCEPT, API_VERSION};
 pub use jwt::JwtRejection;
 pub use page::{DEFAULT_PER_PAGE, MAX_PER_PAGE, PageRequest};
@@ -259,6 +266,7 @@ struct Shared {
     state: Mutex<State>,
     faults: Mutex<FaultSet>,
     changes: Changes,
+    hooks: hooks::Hooks,
 }
 
 /// The simulated GitHub. Cheap to clone; clones share one state.
@@ -304,6 +312,7 @@ impl GitHubSim {
                 }),
                 faults: Mutex::new(FaultSet::default()),
                 changes: Changes::new(),
+                hooks: hooks::Hooks::new(),
             }),
         })
     }
