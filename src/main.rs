@@ -117,6 +117,8 @@ fn run_probe(args: &sitg_bot::probe::ProbeArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
 fn run_redeliver(args: sitg_bot::redelivery::cli::RedeliverArgs) -> anyhow::Result<()> {
     let format = match std::env::var("LOG_FORMAT").as_deref() {
         Ok("text") => sitg_bot::config::LogFormat::Text,
