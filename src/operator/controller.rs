@@ -16,7 +16,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{Secret, Service};
@@ -176,6 +176,11 @@ pub fn fleets_for_secret(
 }
 
 /// Runs the controller until `shutdown` completes.
+///
+/// A shutdown before the first list of BotFleets has filled the store ends it at
+/// once: the controller's own graceful stop would wait for that list for ever (the
+/// shutdown also stops the watch that would deliver it), and no reconcile can have
+/// started yet.
 pub async fn run_controller(
     ctx: Arc<Context>,
     scope: Scope,
@@ -183,6 +188,7 @@ pub async fn run_controller(
 ) {
     let client = ctx.client.clone();
     let owned = || watcher::Config::default().labels(MANAGED_BY_SELECTOR);
+    let shutdown = shutdown.shared();
 
     let (reader, writer) = reflector::store::<BotFleet>();
     let fleets = watcher(scope.api::<BotFleet>(&client), watcher::Config::default())
@@ -192,8 +198,19 @@ pub async fn run_controller(
         .predicate_filter(predicates::generation, Default::default());
 
     let secret_reader = reader.clone();
+    let store = reader.clone();
+    let stopped_before_first_list = {
+        let shutdown = shutdown.clone();
+        async move {
+            shutdown.await;
+            if store.wait_until_ready().now_or_never().is_none() {
+                return;
+            }
+            futures::future::pending::<()>().await;
+        }
+    };
 
-    Controller::for_stream(fleets, reader)
+    let controller = Controller::for_stream(fleets, reader)
         .owns(scope.api::<Deployment>(&client), owned())
         .owns(scope.api::<Service>(&client), owned())
         .owns(scope.api::<PodDisruptionBudget>(&client), owned())
@@ -211,8 +228,13 @@ pub async fn run_controller(
             if let Err(e) = result {
                 debug!(event = "controller_event", error = %e, "controller event");
             }
-        })
-        .await;
+        });
+    tokio::select! {
+        () = controller => {}
+        () = stopped_before_first_list => {
+            debug!(event = "controller_stopped_before_first_list", "controller stopped before its first list");
+        }
+    }
 }
 
 #[cfg(test)]

@@ -8,10 +8,12 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use kube::Client;
 use kube_lease_manager::{LeaseManagerBuilder, LeaseManagerError};
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::metrics::Metrics;
@@ -50,11 +52,21 @@ pub enum LeaderError {
     Stopped,
 }
 
-/// Runs `lead()` while this process holds the Lease, until `shutdown` completes.
+/// How long a shutdown waits for the controller to finish its reconciles in flight.
+/// A reconcile stuck on a hung API call must not keep the Lease until the kubelet's
+/// SIGKILL: past this the controller is dropped and the Lease released anyway.
+pub const CONTROLLER_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a shutdown waits for the API server to take the Lease release; past it
+/// the process exits and the Lease expires after its duration instead.
+pub const LEASE_RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Runs `lead()` while this process holds the Lease, until `shutdown` is cancelled.
 ///
 /// `lead` is called each time leadership is (re)acquired and its future is dropped
-/// when leadership is lost. On shutdown its future is awaited, so it must itself
-/// watch the same shutdown signal and stop gracefully.
+/// when leadership is lost. On shutdown its future is awaited for at most
+/// [`CONTROLLER_DRAIN_TIMEOUT`], so it must itself watch the same token and stop
+/// gracefully. Shutdown wins over every leadership change: once `shutdown` is
+/// cancelled `lead` is never called again, whatever the Lease does meanwhile.
 ///
 /// # Errors
 /// [`LeaderError`] when the Lease cannot be set up or the lease manager stops.
@@ -63,7 +75,7 @@ pub async fn run_as_leader<F, Fut>(
     settings: &LeaseSettings,
     metrics: Arc<Metrics>,
     mut lead: F,
-    shutdown: impl Future<Output = ()>,
+    shutdown: CancellationToken,
 ) -> Result<(), LeaderError>
 where
     F: FnMut() -> Fut,
@@ -74,21 +86,24 @@ where
         name: settings.name.clone(),
         source,
     };
-    let manager = LeaseManagerBuilder::new(client, &settings.name)
+    let build = LeaseManagerBuilder::new(client, &settings.name)
         .with_namespace(&settings.namespace)
         .with_identity(&settings.identity)
         .with_duration(settings.duration_seconds)
         .with_grace(settings.grace_seconds)
-        .build()
-        .await
-        .map_err(lease_error)?;
+        .build();
+    let manager = tokio::select! {
+        biased;
+        () = shutdown.cancelled() => return Ok(()),
+        manager = build => manager.map_err(lease_error)?,
+    };
     let (mut is_leader, task) = manager.watch().await;
-    tokio::pin!(shutdown);
 
     let outcome = loop {
         info!(event = "waiting_for_leadership", lease = %settings.name, identity = %settings.identity, "waiting for leadership");
         tokio::select! {
-            () = &mut shutdown => break Ok(()),
+            biased;
+            () = shutdown.cancelled() => break Ok(()),
             acquired = is_leader.wait_for(|leader| *leader) => {
                 if acquired.is_err() {
                     break Err(LeaderError::Stopped);
@@ -100,28 +115,54 @@ where
         let controller = lead();
         tokio::pin!(controller);
         let lost = tokio::select! {
-            () = &mut shutdown => {
-                // `lead` watches the same shutdown signal: let it finish its passes.
-                controller.await;
-                None
-            }
+            biased;
+            () = shutdown.cancelled() => None,
             () = &mut controller => Some(Ok(())),
             changed = wait_lost(&mut is_leader) => Some(changed),
         };
+        if shutdown.is_cancelled() {
+            // The controller may have stopped on the shutdown already; if not, let it
+            // finish the reconciles in flight, within the drain budget.
+            if lost.is_none()
+                && tokio::time::timeout(CONTROLLER_DRAIN_TIMEOUT, controller)
+                    .await
+                    .is_err()
+            {
+                warn!(
+                    event = "controller_drain_timed_out",
+                    timeout_seconds = CONTROLLER_DRAIN_TIMEOUT.as_secs(),
+                    "the controller did not stop in time; releasing the Lease anyway"
+                );
+            }
+            metrics.leader.set(0);
+            break Ok(());
+        }
         metrics.leader.set(0);
         match lost {
-            None => break Ok(()),
-            Some(Ok(())) => warn!(lease = %settings.name, "leadership lost; controller stopped"),
+            None | Some(Ok(())) => {
+                warn!(event = "leadership_lost", lease = %settings.name, "leadership lost; controller stopped");
+            }
             Some(Err(e)) => break Err(e),
         }
     };
 
     // Closing the channel makes the lease manager release the Lease and stop.
     drop(is_leader);
-    match task.await {
-        Ok(Ok(_)) => info!(lease = %settings.name, "released the Lease"),
-        Ok(Err(e)) => warn!(error = %e, "releasing the Lease failed"),
-        Err(e) => warn!(error = %e, "lease manager task failed"),
+    match tokio::time::timeout(LEASE_RELEASE_TIMEOUT, task).await {
+        Ok(Ok(Ok(_))) => {
+            info!(event = "lease_released", lease = %settings.name, "released the Lease")
+        }
+        Ok(Ok(Err(e))) => {
+            warn!(event = "lease_release_failed", error = %e, "releasing the Lease failed")
+        }
+        Ok(Err(e)) => {
+            warn!(event = "lease_release_failed", error = %e, "lease manager task failed")
+        }
+        Err(_) => warn!(
+            event = "lease_release_failed",
+            timeout_seconds = LEASE_RELEASE_TIMEOUT.as_secs(),
+            "the API server did not take the Lease release in time; it expires instead"
+        ),
     }
     outcome
 }

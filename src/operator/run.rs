@@ -198,14 +198,7 @@ pub async fn run(
 
     let ctx = Arc::new(Context::new(client.clone(), metrics.clone(), &identity));
     let lead = || run_controller(ctx.clone(), scope.clone(), stop.clone().cancelled_owned());
-    let result = run_as_leader(
-        client,
-        &lease,
-        metrics,
-        lead,
-        stop.clone().cancelled_owned(),
-    )
-    .await;
+    let result = run_as_leader(client, &lease, metrics, lead, stop.clone()).await;
 
     stop.cancel();
     if let Ok(Err(source)) = server.await {

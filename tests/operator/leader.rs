@@ -5,7 +5,6 @@
 //! Needs `SITG_TEST_KUBECONFIG` (see `support/mod.rs`).
 
 use std::path::PathBuf;
-use std::process::Stdio;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -58,7 +57,7 @@ fn spawn_operator(
         .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
         .env("KUBECONFIG", kubeconfig_path())
         .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
+        .stdout(file.try_clone().expect("log file handle"))
         .stderr(file)
         .kill_on_drop(true)
         .spawn()
@@ -242,4 +241,87 @@ async fn one_of_two_operators_leads_and_the_other_takes_over() {
         lease.spec?.holder_identity.is_none().then_some(())
     })
     .await;
+}
+
+/// The Lease as the API server reports it: `None` when absent, else its holder.
+async fn lease_holder(leases: &Api<Lease>) -> Option<Option<String>> {
+    let lease = leases
+        .get_opt("sitg-bot-operator")
+        .await
+        .expect("Lease readable")?;
+    Some(lease.spec.and_then(|s| s.holder_identity))
+}
+
+/// Shutdown wins over every leadership change: SIGTERM at random moments — before
+/// the Lease is won, while the controller starts, while it runs — always ends the
+/// process with 0 within 2 s and leaves the Lease without a holder.
+#[tokio::test]
+async fn sigterm_at_random_moments_always_exits_and_releases_the_lease() {
+    use rand::Rng;
+    const CYCLES: usize = 50;
+    const EXIT_BUDGET: std::time::Duration = std::time::Duration::from_secs(2);
+
+    sitg_bot::tls::install_crypto_provider();
+    // An empty namespace: the controller's first list returns at once, the case
+    // where the shutdown raced the controller's start most often.
+    let (client, ns) = setup("op-sigterm").await;
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
+    let logs = tempfile::tempdir().expect("log dir");
+    let mut rng = rand::rng();
+    let mut terminated_while_leading = 0;
+
+    for cycle in 0..CYCLES {
+        let identity: &'static str = format!("op-cycle-{cycle}").leak();
+        let mut op = spawn_operator(&ns, identity, logs.path(), &[]);
+        // Even cycles count from the moment the Lease is won (the controller is
+        // starting or running), odd cycles from the moment the process serves
+        // /metrics (its signal handler is installed; the Lease is not set up yet).
+        if cycle % 2 == 0 {
+            wait_for("the operator to take the Lease", || async {
+                (lease_holder(&leases).await?? == identity).then_some(())
+            })
+            .await;
+            tokio::time::sleep(std::time::Duration::from_millis(rng.random_range(0..400))).await;
+        } else {
+            wait_for("the metrics endpoint", || {
+                metric(&op, "sitg_bot_operator_leader")
+            })
+            .await;
+            tokio::time::sleep(std::time::Duration::from_millis(rng.random_range(0..1500))).await;
+        }
+        if lease_holder(&leases).await.flatten().as_deref() == Some(identity) {
+            terminated_while_leading += 1;
+        }
+
+        let pid = op.child.id().expect("pid");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(i32::try_from(pid).expect("pid fits")),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .expect("SIGTERM sent");
+        let log = || std::fs::read_to_string(&op.log).unwrap_or_default();
+        let exit = match tokio::time::timeout(EXIT_BUDGET, op.child.wait()).await {
+            Ok(status) => status.expect("exit status"),
+            Err(_) => panic!(
+                "cycle {cycle}: no exit within {EXIT_BUDGET:?} of SIGTERM; log:\n{}",
+                log()
+            ),
+        };
+        assert!(
+            exit.success(),
+            "cycle {cycle}: exit {exit:?}; log:\n{}",
+            log()
+        );
+        let holder = lease_holder(&leases).await.flatten();
+        assert_eq!(
+            holder,
+            None,
+            "cycle {cycle}: the Lease is still held after exit; log:\n{}",
+            log()
+        );
+    }
+    assert!(
+        terminated_while_leading >= CYCLES / 2,
+        "only {terminated_while_leading} of {CYCLES} SIGTERMs reached a leader"
+    );
 }
