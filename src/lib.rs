@@ -2,8 +2,8 @@
 //!
 //! One binary for the SITG GitHub App's bot fleet:
 //!
-//! - [`config`]: environment → typed worker configuration; every bad value is an
-//!   error naming the variable.
+//! - [`contract`]: what the worker and the operator must agree on: environment variable
+//!   names, defaults and ranges, metric names, shared value types.
 //! - [`secret`]: a wrapper that keeps secret values out of `Debug`, logs and errors.
 //! - [`backend`]: the SITG backend's `/internal/v2` client (request signing, contract types).
 //! - [`github`]: GitHub App authentication (JWT, installation access tokens) and the REST
@@ -17,7 +17,7 @@
 //! - [`probe`]: `sitg-bot probe URL`, the HTTP check the chart's `helm test` runs.
 
 pub mod backend;
-pub mod config;
+pub mod contract;
 pub mod github;
 pub mod metrics;
 pub mod operator;

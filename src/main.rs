@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use sitg_bot::config::WorkerConfig;
+use sitg_bot::worker::WorkerConfig;
 use sitg_bot::worker::{self, Listeners};
 
 /// SITG GitHub App bot fleet.
@@ -89,7 +89,7 @@ fn run_worker() -> anyhow::Result<()> {
 }
 
 fn run_operator(options: sitg_bot::operator::OperatorOptions) -> anyhow::Result<()> {
-    let _log_guard = sitg_bot::telemetry::init(sitg_bot::config::LogFormat::Json, "info");
+    let _log_guard = sitg_bot::telemetry::init(sitg_bot::contract::LogFormat::Json, "info");
     let shutdown = CancellationToken::new();
     runtime()?.block_on(async move {
         tokio::spawn(forward_signals(shutdown.clone()));
@@ -121,8 +121,8 @@ fn run_probe(args: &sitg_bot::probe::ProbeArgs) -> ExitCode {
 
 fn run_redeliver(args: sitg_bot::redelivery::cli::RedeliverArgs) -> anyhow::Result<()> {
     let format = match std::env::var("LOG_FORMAT").as_deref() {
-        Ok("text") => sitg_bot::config::LogFormat::Text,
-        _ => sitg_bot::config::LogFormat::Json,
+        Ok("text") => sitg_bot::contract::LogFormat::Text,
+        _ => sitg_bot::contract::LogFormat::Json,
     };
     let _log_guard = sitg_bot::telemetry::init(format, "info");
     runtime()?.block_on(async move {

@@ -191,7 +191,7 @@ impl WorkerMetrics {
         }
         r.register(Box::new(action_duration.clone()))?;
         let outbox_lag = Gauge::new(
-            "sitg_bot_outbox_lag_seconds",
+            crate::contract::metrics::OUTBOX_LAG_SECONDS,
             "Age in seconds of the oldest action in the last claim (0 when the claim was empty)",
         )?;
         r.register(Box::new(outbox_lag.clone()))?;

@@ -4,7 +4,7 @@
 use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::EnvFilter;
 
-use crate::config::LogFormat;
+use crate::contract::LogFormat;
 
 /// Installs the global subscriber. Keep the returned guard alive for the life of the
 /// process: dropping it flushes buffered lines.

@@ -22,9 +22,9 @@ use super::jwt::{AppJwtSigner, now_unix_secs, parse_app_private_key};
 use super::metrics::{GitHubMetrics, Route};
 use super::pagination::next_page_url;
 use super::rate_limit::{PauseBoard, RateLimitKind, rate_limit_pause};
-use super::repo::RepoFullName;
 use super::tokens::{Acquired, MintOutcome, TokenCache};
 use super::{API_VERSION, GitHubConfig};
+use crate::contract::RepoFullName;
 use crate::secret::SecretString;
 
 /// GitHub's largest `per_page`.

@@ -13,6 +13,7 @@ use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 use super::jwt::{AppJwtClaims, test_keys::test_key};
 use super::*;
+use crate::contract::RepoFullName;
 
 const APP_ID: u64 = 4242;
 

@@ -7,8 +7,9 @@
 //! - `pagination`: following `Link: rel="next"`;
 //! - `comment`: deciding what a marked-comment upsert must do;
 //! - `client`: [`GitHubClient`], the HTTP calls tying these together;
-//! - `deliveries`: the App webhook's delivery log and redeliveries;
-//! - `repo`: [`RepoFullName`], validated before it becomes part of a URL.
+//! - `deliveries`: the App webhook's delivery log and redeliveries.
+//!
+//! Repository names are [`crate::contract::RepoFullName`], shared with the webhook side.
 
 mod client;
 mod comment;
@@ -20,7 +21,6 @@ mod metrics;
 mod mock_tests;
 mod pagination;
 mod rate_limit;
-mod repo;
 mod tokens;
 
 use std::time::Duration;
@@ -33,7 +33,6 @@ pub use client::{CommentUpsert, GitHubClient, InstallationRepository};
 pub use deliveries::HookDelivery;
 pub use error::GitHubError;
 pub use jwt::{KeyError, parse_app_private_key};
-pub use repo::{InvalidRepoName, RepoFullName};
 
 /// GitHub's public REST API, the default of `GITHUB_API_BASE_URL`.
 pub const DEFAULT_API_BASE_URL: &str = "https://api.github.com";

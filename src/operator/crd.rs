@@ -24,7 +24,7 @@ pub const DEFAULT_IMAGE_REPOSITORY: &str = "ghcr.io/sitg/sitg-bot";
 /// operator and the workers it deploys come from the same release.
 pub const DEFAULT_IMAGE_TAG: &str = env!("CARGO_PKG_VERSION");
 /// GitHub REST API base URL used when `spec.github.apiBaseUrl` is not set.
-pub const DEFAULT_GITHUB_API_BASE_URL: &str = "https://api.github.com";
+pub const DEFAULT_GITHUB_API_BASE_URL: &str = crate::contract::env::DEFAULT_GITHUB_API_BASE_URL;
 
 /// CEL rule for URL fields: an absolute `http`/`https` URL with a host.
 ///
@@ -265,12 +265,14 @@ fn default_true() -> bool {
     true
 }
 
+// The schema's `range` bounds above are literals (the derive needs them); the test
+// `outbox_bounds_follow_the_contract` keeps them equal to `crate::contract::env`.
 fn default_poll_interval_ms() -> i32 {
-    5000
+    crate::contract::env::DEFAULT_POLL_INTERVAL_MS as i32
 }
 
 fn default_claim_limit() -> i32 {
-    25
+    crate::contract::env::DEFAULT_CLAIM_LIMIT as i32
 }
 
 /// Horizontal autoscaling of the fleet on `sitg_bot_outbox_lag_seconds`.
@@ -386,6 +388,37 @@ mod tests {
     fn schema() -> Value {
         let crd = serde_json::to_value(BotFleet::crd()).expect("crd serialises");
         crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone()
+    }
+
+    #[test]
+    fn outbox_bounds_follow_the_contract() {
+        use crate::contract::env;
+        let outbox = &schema()["properties"]["spec"]["properties"]["outbox"]["properties"];
+        let bounds = |field: &str| {
+            (
+                outbox[field]["minimum"].as_f64().expect("minimum"),
+                outbox[field]["maximum"].as_f64().expect("maximum"),
+            )
+        };
+        let poll = &env::POLL_INTERVAL_MS_RANGE;
+        assert_eq!(
+            bounds("pollIntervalMs"),
+            (*poll.start() as f64, *poll.end() as f64)
+        );
+        let claim = &env::CLAIM_LIMIT_RANGE;
+        assert_eq!(
+            bounds("claimLimit"),
+            (f64::from(*claim.start()), f64::from(*claim.end()))
+        );
+        let defaults = OutboxSpec::default();
+        assert_eq!(
+            i64::from(defaults.poll_interval_ms),
+            env::DEFAULT_POLL_INTERVAL_MS as i64
+        );
+        assert_eq!(
+            i64::from(defaults.claim_limit),
+            i64::from(env::DEFAULT_CLAIM_LIMIT)
+        );
     }
 
     #[test]

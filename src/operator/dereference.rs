@@ -11,6 +11,7 @@ use kube::Api;
 
 use super::crd::{BotFleetSpec, SecretKeyRef};
 use super::error::Error;
+use crate::contract::env;
 
 /// One Secret reference of the spec: the worker variable it feeds, the spec field it
 /// sits in, and the reference.
@@ -28,31 +29,31 @@ pub struct SecretUse<'a> {
 pub fn secret_refs(spec: &BotFleetSpec) -> Vec<SecretUse<'_>> {
     let mut uses = vec![
         SecretUse {
-            env: "GITHUB_WEBHOOK_SECRET",
+            env: env::GITHUB_WEBHOOK_SECRET,
             field: "spec.github.webhookSecretRef",
             reference: &spec.github.webhook_secret_ref,
         },
         SecretUse {
-            env: "GITHUB_APP_PRIVATE_KEY",
+            env: env::GITHUB_APP_PRIVATE_KEY,
             field: "spec.github.privateKeyRef",
             reference: &spec.github.private_key_ref,
         },
         SecretUse {
-            env: "BACKEND_INTERNAL_HMAC_SECRET",
+            env: env::BACKEND_INTERNAL_HMAC_SECRET,
             field: "spec.backend.hmacSecretRef",
             reference: &spec.backend.hmac_secret_ref,
         },
     ];
     if let Some(reference) = &spec.github.previous_webhook_secret_ref {
         uses.push(SecretUse {
-            env: "GITHUB_WEBHOOK_SECRET_PREVIOUS",
+            env: env::GITHUB_WEBHOOK_SECRET_PREVIOUS,
             field: "spec.github.previousWebhookSecretRef",
             reference,
         });
     }
     if let Some(reference) = &spec.backend.service_token_ref {
         uses.push(SecretUse {
-            env: "BACKEND_SERVICE_TOKEN",
+            env: env::BACKEND_SERVICE_TOKEN,
             field: "spec.backend.serviceTokenRef",
             reference,
         });

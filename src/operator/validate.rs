@@ -10,6 +10,7 @@ use kube::{Resource, ResourceExt};
 use super::crd::{BotFleet, PullPolicy};
 use super::dereference::{SecretValues, secret_refs};
 use super::error::Error;
+use crate::contract::env;
 
 /// How the fleet's replica count is decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,7 +23,7 @@ pub enum Scaling {
         min_replicas: i32,
         /// Upper bound of the pod count.
         max_replicas: i32,
-        /// Average `sitg_bot_outbox_lag_seconds` per pod the autoscaler aims for.
+        /// Average [`crate::contract::metrics::OUTBOX_LAG_SECONDS`] per pod the autoscaler aims for.
         target_outbox_lag_seconds: i32,
     },
 }
@@ -160,18 +161,18 @@ pub fn validate(fleet: &BotFleet, secrets: SecretValues) -> Result<ValidFleet, E
     })
 }
 
-/// What is wrong with a Secret value for worker variable `env`, if anything.
+/// What is wrong with a Secret value for worker variable `var`, if anything.
 ///
 /// The worker reads its environment as UTF-8 strings and parses the App key as PEM,
 /// so such mistakes surface here as a `Degraded` fleet instead of crash-looping pods.
-fn check_secret_value(env: &str, value: &[u8]) -> Option<&'static str> {
+fn check_secret_value(var: &str, value: &[u8]) -> Option<&'static str> {
     let Ok(text) = std::str::from_utf8(value) else {
         return Some("is not UTF-8 text");
     };
     if text.trim().is_empty() {
         return Some("is empty");
     }
-    if env == "GITHUB_APP_PRIVATE_KEY"
+    if var == env::GITHUB_APP_PRIVATE_KEY
         && !(text.contains("-----BEGIN") && text.contains("PRIVATE KEY-----"))
     {
         return Some("is not a PEM private key");

@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::backend::types::ClaimedAction;
-use crate::github::RepoFullName;
+use crate::contract::RepoFullName;
 
 /// GitHub's limit on an issue comment body, in characters.
 pub const GITHUB_COMMENT_LIMIT: usize = 65_536;

@@ -10,9 +10,9 @@ use super::metrics::RedeliveryMetrics;
 use super::plan::SweepPolicy;
 use super::sweep::{SweepReport, Sweeper};
 use super::textfile;
-use crate::config::unescape_pem;
 use crate::github::{GitHubClient, GitHubConfig};
 use crate::secret::SecretString;
+use crate::worker::config::unescape_pem;
 
 /// Options of `sitg-bot redeliver`; each also comes from the environment variable named.
 #[derive(Debug, Clone, clap::Args)]

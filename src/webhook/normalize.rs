@@ -14,7 +14,7 @@ use crate::backend::types::{
     InstallationRef, InstallationSyncEvent, PullRequestEvent, PullRequestRef, RepositoryRef,
     UserRef,
 };
-use crate::github::RepoFullName;
+use crate::contract::RepoFullName;
 
 /// Longest string accepted in an identifier-like field (logins, names, delivery ids),
 /// in bytes.

@@ -24,7 +24,8 @@ use serde_json::json;
 use super::state::{AppState, BodyReservation, BudgetExhausted};
 use crate::backend::types::{InstallationSyncEvent, PullRequestEvent, RepositoryRef};
 use crate::backend::{BackendError, CallPolicy};
-use crate::github::{GitHubError, RepoFullName};
+use crate::contract::RepoFullName;
+use crate::github::GitHubError;
 use crate::metrics::RejectReason;
 use crate::webhook::{
     Delivery, MatchedSecret, Normalized, SignatureError, normalize, validate_delivery_id,

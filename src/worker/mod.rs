@@ -4,6 +4,7 @@
 //! [`run`] takes its listeners and its shutdown signal as arguments, so the binary and
 //! the tests start workers the same way.
 
+pub mod config;
 pub mod health;
 pub mod ingress;
 pub mod serve;
@@ -19,11 +20,11 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::backend::{BackendClient, BackendConfig};
-use crate::config::WorkerConfig;
 use crate::github::{GitHubClient, GitHubConfig, parse_app_private_key};
 use crate::metrics::WorkerMetrics;
 use crate::outbox::{self, ClaimJournal, ClaimWake, Executor, OutboxSettings, RetryPolicy};
 use crate::webhook::WebhookVerifier;
+pub use config::{ConfigError, WorkerConfig};
 pub use state::{AppState, Lifecycle};
 
 /// `user-agent` of the worker's requests to GitHub and the backend.

@@ -15,6 +15,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::{child_meta, labels, pod_selector, worker_env_secret_name};
+use crate::contract::LogFormat;
+use crate::contract::env;
 use crate::operator::validate::{Scaling, ValidFleet};
 
 /// Pod-template annotation holding [`super::worker_env_checksum`]; a new value rolls
@@ -30,9 +32,13 @@ pub const METRICS_PORT: i32 = 9090;
 /// pod's endpoint removal only after the signal, and GitHub does not redeliver a
 /// refused delivery.
 const SHUTDOWN_DRAIN_SECONDS: i64 = 5;
+const _: () = assert!(
+    *env::SHUTDOWN_DRAIN_SECONDS_RANGE.start() <= SHUTDOWN_DRAIN_SECONDS as u64
+        && SHUTDOWN_DRAIN_SECONDS as u64 <= *env::SHUTDOWN_DRAIN_SECONDS_RANGE.end()
+);
 /// The worker's in-flight budget after the drain (`SHUTDOWN_TIMEOUT_SECONDS`, left at
 /// its default): claimed actions reported and open requests answered.
-const WORKER_SHUTDOWN_TIMEOUT_SECONDS: i64 = 20;
+const WORKER_SHUTDOWN_TIMEOUT_SECONDS: i64 = env::DEFAULT_SHUTDOWN_TIMEOUT_SECONDS as i64;
 /// Seconds the kubelet waits after SIGTERM before SIGKILL: the drain plus the worker's
 /// in-flight budget, with room to spare so a SIGKILL never strands a claimed action.
 const TERMINATION_GRACE_SECONDS: i64 = 40;
@@ -190,24 +196,27 @@ fn worker_container(fleet: &ValidFleet) -> Container {
 fn worker_env(fleet: &ValidFleet) -> Vec<EnvVar> {
     let s = &fleet.settings;
     let plain: BTreeMap<&str, String> = BTreeMap::from([
-        ("PORT", WEBHOOK_PORT.to_string()),
-        ("METRICS_PORT", METRICS_PORT.to_string()),
-        ("LOG_FORMAT", "json".to_owned()),
-        ("GITHUB_APP_ID", s.github_app_id.to_string()),
-        ("GITHUB_API_BASE_URL", s.github_api_base_url.clone()),
-        ("BACKEND_BASE_URL", s.backend_base_url.clone()),
-        ("BACKEND_BOT_KEY_ID", s.backend_bot_key_id.clone()),
+        (env::PORT, WEBHOOK_PORT.to_string()),
+        (env::METRICS_PORT, METRICS_PORT.to_string()),
+        (env::LOG_FORMAT, LogFormat::Json.as_str().to_owned()),
+        (env::GITHUB_APP_ID, s.github_app_id.to_string()),
+        (env::GITHUB_API_BASE_URL, s.github_api_base_url.clone()),
+        (env::BACKEND_BASE_URL, s.backend_base_url.clone()),
+        (env::BACKEND_BOT_KEY_ID, s.backend_bot_key_id.clone()),
         (
-            "OUTBOX_POLLING_ENABLED",
+            env::OUTBOX_POLLING_ENABLED,
             s.outbox_polling_enabled.to_string(),
         ),
         (
-            "OUTBOX_POLL_INTERVAL_MS",
+            env::OUTBOX_POLL_INTERVAL_MS,
             s.outbox_poll_interval_ms.to_string(),
         ),
-        ("OUTBOX_CLAIM_LIMIT", s.outbox_claim_limit.to_string()),
-        ("SHUTDOWN_DRAIN_SECONDS", SHUTDOWN_DRAIN_SECONDS.to_string()),
-        ("WORKER_STATE_DIR", STATE_DIR.to_owned()),
+        (env::OUTBOX_CLAIM_LIMIT, s.outbox_claim_limit.to_string()),
+        (
+            env::SHUTDOWN_DRAIN_SECONDS,
+            SHUTDOWN_DRAIN_SECONDS.to_string(),
+        ),
+        (env::WORKER_STATE_DIR, STATE_DIR.to_owned()),
     ]);
     let secret_name = worker_env_secret_name(&fleet.name);
     let mut env: Vec<EnvVar> = plain
@@ -231,7 +240,7 @@ fn worker_env(fleet: &ValidFleet) -> Vec<EnvVar> {
         ..Default::default()
     }));
     env.push(EnvVar {
-        name: "WORKER_ID".to_owned(),
+        name: env::WORKER_ID.to_owned(),
         value_from: Some(EnvVarSource {
             field_ref: Some(ObjectFieldSelector {
                 api_version: Some("v1".to_owned()),
@@ -463,5 +472,74 @@ mod tests {
         // Nothing from the Secret's values leaks into the pod template.
         let text = serde_json::to_string(&d).expect("json");
         assert!(!text.contains("whsec-current"));
+    }
+
+    /// The contract between the two sides, checked without a cluster: the env of the
+    /// Deployment the operator builds, resolved the way the kubelet would (Secret keys
+    /// from the fleet's Secret values, `WORKER_ID` from the pod name), parses in the
+    /// worker's own config parser.
+    #[test]
+    fn worker_env_contract() {
+        use crate::worker::WorkerConfig;
+        let mut view = sample_view();
+        view.secrets = crate::operator::dereference::SecretValues::from_pairs(
+            view.secrets.iter().map(|(k, v)| (k, v.0.clone())).chain([
+                (
+                    env::GITHUB_WEBHOOK_SECRET_PREVIOUS,
+                    b"whsec-previous".to_vec(),
+                ),
+                (env::BACKEND_SERVICE_TOKEN, b"service-token".to_vec()),
+            ]),
+        );
+        let d = deployment(&view, "abc");
+        let pod_name = "bots-7d4b9c-x2x9q";
+        let mut resolved = BTreeMap::new();
+        for e in container(&d).env.clone().unwrap_or_default() {
+            assert!(
+                env::ALL.contains(&e.name.as_str()),
+                "{} is set by the operator but unknown to the worker",
+                e.name
+            );
+            let value = match (&e.value, &e.value_from) {
+                (Some(value), None) => value.clone(),
+                (None, Some(from)) => match (&from.secret_key_ref, &from.field_ref) {
+                    (Some(r), None) => {
+                        assert_eq!(r.name, "bots-worker-env");
+                        let bytes = view.secrets.get(&r.key).expect("key in the env Secret");
+                        String::from_utf8(bytes.0.clone()).expect("UTF-8")
+                    }
+                    (None, Some(f)) => {
+                        assert_eq!(f.field_path, "metadata.name");
+                        pod_name.to_owned()
+                    }
+                    other => panic!("{}: unexpected source {other:?}", e.name),
+                },
+                other => panic!("{}: unexpected value {other:?}", e.name),
+            };
+            assert!(
+                resolved.insert(e.name.clone(), value).is_none(),
+                "{} twice",
+                e.name
+            );
+        }
+        let config = WorkerConfig::from_lookup(|name| resolved.get(name).cloned())
+            .unwrap_or_else(|e| panic!("the operator's env does not parse: {e}"));
+        assert_eq!(i32::from(config.port), WEBHOOK_PORT);
+        assert_eq!(config.metrics_port.map(i32::from), Some(METRICS_PORT));
+        assert_eq!(config.worker_id, pod_name);
+        assert_eq!(config.github_app_id, 4242);
+        assert_eq!(config.backend_base_url, "https://sitg.example");
+        assert_eq!(config.outbox_claim_limit, 25);
+        assert!(config.webhook_secret_previous.is_some());
+        assert!(config.backend_service_token.is_some());
+        assert_eq!(config.log_format, LogFormat::Json);
+        assert_eq!(
+            config.shutdown_drain.as_secs(),
+            SHUTDOWN_DRAIN_SECONDS as u64
+        );
+        // The grace period covers the drain plus the worker's own shutdown budget.
+        let grace = pod(&d).termination_grace_period_seconds.expect("grace");
+        let needed = config.shutdown_drain + config.shutdown_timeout;
+        assert!(grace as u64 > needed.as_secs(), "{grace} s < {needed:?}");
     }
 }

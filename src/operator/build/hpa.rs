@@ -11,7 +11,7 @@ use crate::operator::validate::{Scaling, ValidFleet};
 
 /// The per-pod gauge the workers export and the autoscaler averages: seconds the
 /// oldest pending outbox action has waited, as seen by that pod.
-pub const LAG_METRIC: &str = "sitg_bot_outbox_lag_seconds";
+pub const LAG_METRIC: &str = crate::contract::metrics::OUTBOX_LAG_SECONDS;
 
 /// Builds an `autoscaling/v2` HorizontalPodAutoscaler for an autoscaled fleet:
 /// target the fleet's Deployment, metric `type: Pods` on [`LAG_METRIC`] with an

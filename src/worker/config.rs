@@ -9,28 +9,9 @@ use std::time::Duration;
 
 use url::Url;
 
+use crate::contract::LogFormat;
+use crate::contract::env::*;
 use crate::secret::SecretString;
-
-/// Default `GITHUB_API_BASE_URL`.
-pub const DEFAULT_GITHUB_API_BASE_URL: &str = "https://api.github.com";
-/// Default `OUTBOX_POLL_INTERVAL_MS`.
-pub const DEFAULT_POLL_INTERVAL_MS: u64 = 5_000;
-/// Smallest accepted `OUTBOX_POLL_INTERVAL_MS`: the backend refuses two claims by one
-/// worker in the same second, so polling faster only produces replays.
-pub const MIN_POLL_INTERVAL_MS: u64 = 500;
-/// Largest accepted `OUTBOX_POLL_INTERVAL_MS` (one hour).
-pub const MAX_POLL_INTERVAL_MS: u64 = 3_600_000;
-/// Default `OUTBOX_CLAIM_LIMIT`.
-pub const DEFAULT_CLAIM_LIMIT: u32 = 25;
-/// The backend clamps claim limits to this range (contract §1.4).
-pub const CLAIM_LIMIT_RANGE: std::ops::RangeInclusive<u32> = 1..=100;
-/// Default `WEBHOOK_BUFFER_LIMIT_MB`.
-pub const DEFAULT_WEBHOOK_BUFFER_LIMIT_MB: u64 = 64;
-/// Default `HTTP_HEADER_READ_TIMEOUT_SECONDS`: above the 60 s idle timeout of AWS load
-/// balancers and ingress-nginx, so the worker never closes a pooled connection first.
-pub const DEFAULT_HTTP_HEADER_READ_TIMEOUT_SECS: u64 = 65;
-/// Default `HTTP_MAX_CONNECTIONS`.
-pub const DEFAULT_HTTP_MAX_CONNECTIONS: u64 = 1024;
 
 /// A configuration problem, naming the variable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -57,15 +38,6 @@ impl ConfigError {
             Self::Missing { var } | Self::Invalid { var, .. } => var,
         }
     }
-}
-
-/// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    /// One JSON object per line (default; what log pipelines ingest).
-    Json,
-    /// Human-readable lines for a terminal.
-    Text,
 }
 
 /// The typed configuration of one worker replica.
@@ -155,91 +127,94 @@ impl WorkerConfig {
             lookup: &lookup,
             trimmed: std::cell::RefCell::default(),
         };
-        let port = env
-            .port("PORT")?
-            .ok_or(ConfigError::Missing { var: "PORT" })?;
-        let metrics_port = env.port("METRICS_PORT")?;
-        let webhook_secret = env.required_secret("GITHUB_WEBHOOK_SECRET")?;
-        let webhook_secret_previous = env.optional_secret("GITHUB_WEBHOOK_SECRET_PREVIOUS");
-        let github_app_id = env.positive_u64("GITHUB_APP_ID")?;
+        let port = env.port(PORT)?.ok_or(ConfigError::Missing { var: PORT })?;
+        let metrics_port = env.port(METRICS_PORT)?;
+        let webhook_secret = env.required_secret(GITHUB_WEBHOOK_SECRET)?;
+        let webhook_secret_previous = env.optional_secret(GITHUB_WEBHOOK_SECRET_PREVIOUS);
+        let github_app_id = env.positive_u64(GITHUB_APP_ID)?;
         let github_app_private_key = SecretString::new(unescape_pem(
-            env.required_secret("GITHUB_APP_PRIVATE_KEY")?.expose(),
+            env.required_secret(GITHUB_APP_PRIVATE_KEY)?.expose(),
         ));
         if !github_app_private_key.expose().contains("-----BEGIN") {
             return Err(ConfigError::invalid(
-                "GITHUB_APP_PRIVATE_KEY",
+                GITHUB_APP_PRIVATE_KEY,
                 "must be a PEM private key (-----BEGIN ... PRIVATE KEY-----)",
             ));
         }
-        let github_api_base_url = env.url("GITHUB_API_BASE_URL", DEFAULT_GITHUB_API_BASE_URL)?;
+        let github_api_base_url = env.url(GITHUB_API_BASE_URL, DEFAULT_GITHUB_API_BASE_URL)?;
         let backend_base_url = env
-            .required("BACKEND_BASE_URL")
-            .and_then(|raw| parse_http_url("BACKEND_BASE_URL", &raw))?
+            .required(BACKEND_BASE_URL)
+            .and_then(|raw| parse_http_url(BACKEND_BASE_URL, &raw))?
             .as_str()
             .trim_end_matches('/')
             .to_owned();
-        let backend_bot_key_id = env.required("BACKEND_BOT_KEY_ID")?;
-        let backend_internal_hmac_secret = env.required_secret("BACKEND_INTERNAL_HMAC_SECRET")?;
-        let backend_service_token = env.optional_secret("BACKEND_SERVICE_TOKEN");
-        let worker_id = match env.get("WORKER_ID") {
+        let backend_bot_key_id = env.required(BACKEND_BOT_KEY_ID)?;
+        let backend_internal_hmac_secret = env.required_secret(BACKEND_INTERNAL_HMAC_SECRET)?;
+        let backend_service_token = env.optional_secret(BACKEND_SERVICE_TOKEN);
+        let worker_id = match env.get(WORKER_ID) {
             Some(id) => validate_worker_id(&id)?,
             None => default_worker_id(),
         };
-        let outbox_polling_enabled = env.boolean("OUTBOX_POLLING_ENABLED", true)?;
-        let outbox_claim_on_event = env.boolean("OUTBOX_CLAIM_ON_EVENT", true)?;
+        let outbox_polling_enabled = env.boolean(OUTBOX_POLLING_ENABLED, true)?;
+        let outbox_claim_on_event = env.boolean(OUTBOX_CLAIM_ON_EVENT, true)?;
         let poll_ms = env.ranged_u64(
-            "OUTBOX_POLL_INTERVAL_MS",
+            OUTBOX_POLL_INTERVAL_MS,
             DEFAULT_POLL_INTERVAL_MS,
-            MIN_POLL_INTERVAL_MS..=MAX_POLL_INTERVAL_MS,
+            POLL_INTERVAL_MS_RANGE,
         )?;
         let claim_limit = env.ranged_u64(
-            "OUTBOX_CLAIM_LIMIT",
+            OUTBOX_CLAIM_LIMIT,
             u64::from(DEFAULT_CLAIM_LIMIT),
             u64::from(*CLAIM_LIMIT_RANGE.start())..=u64::from(*CLAIM_LIMIT_RANGE.end()),
         )?;
-        let concurrency = env.ranged_u64("OUTBOX_CONCURRENCY", 16, 1..=256)?;
-        let shutdown_secs = env.ranged_u64("SHUTDOWN_TIMEOUT_SECONDS", 20, 1..=300)?;
-        let drain_secs = env.ranged_u64("SHUTDOWN_DRAIN_SECONDS", 0, 0..=60)?;
+        let concurrency =
+            env.ranged_u64(OUTBOX_CONCURRENCY, DEFAULT_CONCURRENCY, CONCURRENCY_RANGE)?;
+        let shutdown_secs = env.ranged_u64(
+            SHUTDOWN_TIMEOUT_SECONDS,
+            DEFAULT_SHUTDOWN_TIMEOUT_SECONDS,
+            SHUTDOWN_TIMEOUT_SECONDS_RANGE,
+        )?;
+        let drain_secs = env.ranged_u64(
+            SHUTDOWN_DRAIN_SECONDS,
+            DEFAULT_SHUTDOWN_DRAIN_SECONDS,
+            SHUTDOWN_DRAIN_SECONDS_RANGE,
+        )?;
         let max_connections = env.ranged_u64(
-            "HTTP_MAX_CONNECTIONS",
+            HTTP_MAX_CONNECTIONS,
             DEFAULT_HTTP_MAX_CONNECTIONS,
-            16..=65_536,
+            HTTP_MAX_CONNECTIONS_RANGE,
         )?;
         let header_secs = env.ranged_u64(
-            "HTTP_HEADER_READ_TIMEOUT_SECONDS",
-            DEFAULT_HTTP_HEADER_READ_TIMEOUT_SECS,
-            5..=3600,
+            HTTP_HEADER_READ_TIMEOUT_SECONDS,
+            DEFAULT_HTTP_HEADER_READ_TIMEOUT_SECONDS,
+            HTTP_HEADER_READ_TIMEOUT_SECONDS_RANGE,
         )?;
         let buffer_mb = env.ranged_u64(
-            "WEBHOOK_BUFFER_LIMIT_MB",
+            WEBHOOK_BUFFER_LIMIT_MB,
             DEFAULT_WEBHOOK_BUFFER_LIMIT_MB,
-            25..=4096,
+            WEBHOOK_BUFFER_LIMIT_MB_RANGE,
         )?;
-        let log_format = match env.get("LOG_FORMAT").as_deref() {
-            None | Some("json") => LogFormat::Json,
-            Some("text") => LogFormat::Text,
-            Some(other) => {
-                return Err(ConfigError::invalid(
-                    "LOG_FORMAT",
-                    format!("must be \"json\" or \"text\", got {other:?}"),
-                ));
-            }
+        let log_format = match env.get(LOG_FORMAT) {
+            None => LogFormat::Json,
+            Some(raw) => LogFormat::parse(&raw).ok_or_else(|| {
+                ConfigError::invalid(
+                    LOG_FORMAT,
+                    format!("must be \"json\" or \"text\", got {raw:?}"),
+                )
+            })?,
         };
-        let state_dir = match env.get("WORKER_STATE_DIR") {
-            Some(dir) => Some(absolute_dir("WORKER_STATE_DIR", &dir)?),
+        let state_dir = match env.get(WORKER_STATE_DIR) {
+            Some(dir) => Some(absolute_dir(WORKER_STATE_DIR, &dir)?),
             None => env
-                .get("STATE_DIRECTORY")
+                .get(STATE_DIRECTORY)
                 .and_then(|dirs| dirs.split(':').next().map(str::to_owned))
-                .map(|dir| absolute_dir("STATE_DIRECTORY", &dir))
+                .map(|dir| absolute_dir(STATE_DIRECTORY, &dir))
                 .transpose()?,
         };
-        let bind_address = match env.get("BIND_ADDRESS") {
+        let bind_address = match env.get(BIND_ADDRESS) {
             None => IpAddr::from([0, 0, 0, 0]),
             Some(raw) => raw.parse().map_err(|_| {
-                ConfigError::invalid(
-                    "BIND_ADDRESS",
-                    format!("must be an IP address, got {raw:?}"),
-                )
+                ConfigError::invalid(BIND_ADDRESS, format!("must be an IP address, got {raw:?}"))
             })?,
         };
 
@@ -450,7 +425,7 @@ fn validate_worker_id(id: &str) -> Result<String, ConfigError> {
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
     if id.len() > 128 || !ok_chars {
         return Err(ConfigError::invalid(
-            "WORKER_ID",
+            WORKER_ID,
             format!("must be 1..128 characters of A-Z a-z 0-9 . _ -, got {id:?}"),
         ));
     }

@@ -1,0 +1,15 @@
+//! What the worker and the operator must agree on, in one place both import.
+//!
+//! The worker parses its environment with these names, defaults and bounds
+//! (`crate::worker::config`); the operator writes the same names into the worker
+//! Deployment, checks the same bounds in the `BotFleet` schema and scales on the same
+//! metric. A change here reaches both sides, and `worker_env_contract` (a unit test of
+//! `operator::build::deployment`) feeds the operator's env to the worker's parser.
+
+pub mod env;
+pub mod log_format;
+pub mod metrics;
+pub mod repo_name;
+
+pub use log_format::LogFormat;
+pub use repo_name::{InvalidRepoName, RepoFullName};
