@@ -21,7 +21,6 @@ use crate::support::*;
 use sitg_bot::operator::build::{METRICS_PORT, WEBHOOK_PORT};
 use sitg_bot::operator::crd::DEFAULT_IMAGE_REPOSITORY;
 use sitg_bot::worker::WorkerConfig;
-use sitg_bot::worker::WorkerConfig;
 
 const UNIT: &str = "deploy/systemd/sitg-bot-worker@.service";
 const ENV_TEMPLATE: &str = "deploy/env/bot-worker.env.example";
