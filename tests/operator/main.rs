@@ -12,4 +12,6 @@ mod leader;
 #[cfg(feature = "external-tests")]
 mod support;
 #[cfg(feature = "external-tests")]
+mod verify_botfleet;
+#[cfg(feature = "external-tests")]
 mod worker_env;

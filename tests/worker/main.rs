@@ -17,4 +17,5 @@ mod gate_latency;
 mod outbox_e2e;
 mod prop_webhook;
 mod redelivery_e2e;
+mod verify_e2e;
 mod webhook_e2e;
