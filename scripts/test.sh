@@ -39,6 +39,8 @@ scripts/control-plane.sh build
 
 step "helm-docs (built once from its Go module, then cached)"
 scripts/chart-readme.sh install >/dev/null
+step "metrics stack: Prometheus, prometheus-adapter (built once from Go modules), KEDA's CRDs"
+scripts/metrics-stack.sh build
 
 # The cargo target dir outlives every run and cargo never drops stale artifacts from it;
 # past the limit it starts over, so a long-lived CI machine never fills its disk.

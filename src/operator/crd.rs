@@ -164,6 +164,19 @@ fn default_image_tag() -> String {
     DEFAULT_IMAGE_TAG.to_owned()
 }
 
+/// `autoscaling.mode` values.
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum AutoscalingMode {
+    /// The operator's HorizontalPodAutoscaler.
+    #[default]
+    Hpa,
+    /// An autoscaler outside the operator (e.g. KEDA) owns `replicas`.
+    External,
+}
+
 /// Kubernetes `imagePullPolicy` values.
 #[derive(
     Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, schemars::JsonSchema,
@@ -280,10 +293,17 @@ fn default_claim_limit() -> i32 {
     "autoscaling.minReplicas must be less than or equal to autoscaling.maxReplicas"
 ))]
 pub struct AutoscalingSpec {
-    /// Whether the HorizontalPodAutoscaler is created; `false` keeps the bounds but
-    /// runs `spec.replicas` pods.
+    /// Whether the fleet is autoscaled; `false` keeps the bounds but runs
+    /// `spec.replicas` pods.
     #[serde(default = "default_true")]
     pub enabled: bool,
+    /// Who scales: `hpa` (default), the operator's HorizontalPodAutoscaler on the
+    /// custom metrics API (prometheus-adapter); `external`, an autoscaler of your own
+    /// (KEDA's ScaledObject from the Helm chart) owns the Deployment's replicas, and
+    /// the operator creates no HorizontalPodAutoscaler (deleting its own) and leaves
+    /// `replicas` alone. The bounds and target below then only document intent.
+    #[serde(default)]
+    pub mode: AutoscalingMode,
     /// Lower bound of the pod count.
     #[serde(default = "default_min_replicas")]
     #[schemars(range(min = 1, max = 1000))]

@@ -7,7 +7,7 @@ use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::{Resource, ResourceExt};
 
-use super::crd::{BotFleet, PullPolicy};
+use super::crd::{AutoscalingMode, BotFleet, PullPolicy};
 use super::dereference::{SecretValues, secret_refs};
 use super::error::Error;
 
@@ -25,6 +25,9 @@ pub enum Scaling {
         /// Average `sitg_bot_outbox_lag_seconds` per pod the autoscaler aims for.
         target_outbox_lag_seconds: i32,
     },
+    /// An autoscaler outside the operator (`autoscaling.mode: external`, e.g. KEDA)
+    /// owns `replicas`: the operator neither sets them nor creates an autoscaler.
+    External,
 }
 
 /// Non-secret worker settings, each the value of one worker environment variable.
@@ -127,10 +130,13 @@ pub fn validate(fleet: &BotFleet, secrets: SecretValues) -> Result<ValidFleet, E
                     "autoscaling on outbox lag needs outbox.pollingEnabled: true".into(),
                 ));
             }
-            Scaling::Autoscaled {
-                min_replicas: a.min_replicas,
-                max_replicas: a.max_replicas,
-                target_outbox_lag_seconds: a.target_outbox_lag_seconds,
+            match a.mode {
+                AutoscalingMode::External => Scaling::External,
+                AutoscalingMode::Hpa => Scaling::Autoscaled {
+                    min_replicas: a.min_replicas,
+                    max_replicas: a.max_replicas,
+                    target_outbox_lag_seconds: a.target_outbox_lag_seconds,
+                },
             }
         }
         _ => Scaling::Fixed(spec.replicas),
@@ -199,7 +205,7 @@ pub fn default_resources() -> ResourceRequirements {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::operator::crd::AutoscalingSpec;
+    use crate::operator::crd::{AutoscalingMode, AutoscalingSpec};
     use crate::operator::testing::{sample_fleet, sample_secret_values};
 
     #[test]
@@ -224,6 +230,7 @@ mod tests {
         let mut fleet = sample_fleet();
         fleet.spec.autoscaling = Some(AutoscalingSpec {
             enabled: true,
+            mode: AutoscalingMode::Hpa,
             min_replicas: 3,
             max_replicas: 9,
             target_outbox_lag_seconds: 20,
@@ -242,6 +249,12 @@ mod tests {
         }
         let view = validate(&fleet, sample_secret_values()).expect("valid");
         assert_eq!(view.scaling, Scaling::Fixed(2));
+        if let Some(a) = fleet.spec.autoscaling.as_mut() {
+            a.enabled = true;
+            a.mode = AutoscalingMode::External;
+        }
+        let view = validate(&fleet, sample_secret_values()).expect("valid");
+        assert_eq!(view.scaling, Scaling::External);
     }
 
     #[test]
@@ -249,6 +262,7 @@ mod tests {
         let mut fleet = sample_fleet();
         fleet.spec.autoscaling = Some(AutoscalingSpec {
             enabled: true,
+            mode: AutoscalingMode::Hpa,
             min_replicas: 5,
             max_replicas: 2,
             target_outbox_lag_seconds: 20,
@@ -259,6 +273,7 @@ mod tests {
         ));
         fleet.spec.autoscaling = Some(AutoscalingSpec {
             enabled: true,
+            mode: AutoscalingMode::Hpa,
             min_replicas: 2,
             max_replicas: 5,
             target_outbox_lag_seconds: 20,
