@@ -10,6 +10,8 @@ mod e2e;
 #[cfg(feature = "external-tests")]
 mod leader;
 #[cfg(feature = "external-tests")]
+mod metrics_pipeline;
+#[cfg(feature = "external-tests")]
 mod support;
 #[cfg(feature = "external-tests")]
 mod verify_botfleet;

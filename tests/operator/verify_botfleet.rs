@@ -5,10 +5,10 @@
 
 use std::time::Duration;
 
+use crate::support::*;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::ListParams;
-use crate::support::*;
 
 async fn verify(args: &[&str]) -> (Option<i32>, String, String) {
     let out = tokio::time::timeout(

@@ -12,9 +12,9 @@
 //! the pod IP). Everything else (discovery, scrapes, queries, aggregation, the HPA's
 //! read) is the real components talking to each other.
 
+#[allow(dead_code)]
+#[path = "../deploy/support.rs"]
 mod deploy_support;
-#[path = "support/kube.rs"]
-mod kube_support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -28,8 +28,8 @@ use kube::api::{ListParams, Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
 use serde_json::{Value, json};
-use sitg_bot::sandbox::peers::Peers;
-use sitg_bot::sandbox::standalone::{bench_action, bench_repositories};
+use sitg_sandbox::peers::Peers;
+use sitg_sandbox::standalone::{bench_action, bench_repositories};
 
 const FLEET: &str = "bots";
 const METRICS_PORT: u16 = 9090;
@@ -303,14 +303,14 @@ async fn custom_metrics_api_serves_the_lag_of_each_worker_pod() {
         plane.kubectl().args(["create", "namespace", ns]),
         "namespace",
     );
-    kube_support::put_bot_secret(&client, ns, "whsec").await;
-    let mut fleet = kube_support::sample_fleet(FLEET);
+    crate::support::put_bot_secret(&client, ns, "whsec").await;
+    let mut fleet = crate::support::sample_fleet(FLEET);
     fleet.spec.autoscaling = serde_json::from_value(json!({
         "enabled": true, "minReplicas": 2, "maxReplicas": 2, "targetOutboxLagSeconds": 600
     }))
     .expect("autoscaling spec");
-    kube_support::create_fleet(&client, ns, &fleet).await;
-    let _controller = kube_support::start_controller(&client, ns);
+    crate::support::create_fleet(&client, ns, &fleet).await;
+    let _controller = crate::support::start_controller(&client, ns);
 
     let pods_api: Api<Pod> = Api::namespaced(client.clone(), ns);
     let pod_names: Vec<String> = wait_until("the fleet's two pods", &[], || {

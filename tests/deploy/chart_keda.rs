@@ -4,13 +4,11 @@
 //! (`kubectl apply --dry-run=server --validate=strict`), so the API server checks every
 //! field against the structural schemas, unknown fields included.
 
-mod deploy_support;
-
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
-use deploy_support::*;
+use crate::support::*;
 use serde_json::Value;
 
 fn kubeconfig() -> PathBuf {
