@@ -39,6 +39,7 @@ scripts/control-plane.sh build
 
 step "helm-docs (built once from its Go module, then cached)"
 scripts/chart-readme.sh install >/dev/null
+
 step "metrics stack: Prometheus, prometheus-adapter (built once from Go modules), KEDA's CRDs"
 scripts/metrics-stack.sh build
 
