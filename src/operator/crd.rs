@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscalerBehavior;
 use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, CustomResourceExt, KubeSchema};
@@ -315,6 +316,11 @@ pub struct AutoscalingSpec {
     #[serde(default = "default_target_lag")]
     #[schemars(range(min = 1, max = 86_400))]
     pub target_outbox_lag_seconds: i32,
+    /// Scaling behavior of the operator's HorizontalPodAutoscaler (`autoscaling/v2`
+    /// `behavior`: stabilization windows and rate policies per direction); unset means
+    /// Kubernetes' defaults (scale down after a 300 s stabilization window).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub behavior: Option<HorizontalPodAutoscalerBehavior>,
 }
 
 fn default_min_replicas() -> i32 {

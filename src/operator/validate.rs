@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscalerBehavior;
 use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::{Resource, ResourceExt};
@@ -76,6 +77,8 @@ pub struct ValidFleet {
     pub tolerations: Option<Vec<Toleration>>,
     /// Extra pod annotations.
     pub pod_annotations: BTreeMap<String, String>,
+    /// `behavior` of the operator's HorizontalPodAutoscaler, as the spec gives it.
+    pub hpa_behavior: Option<HorizontalPodAutoscalerBehavior>,
 }
 
 /// Checks a fleet and its Secret values.
@@ -163,6 +166,7 @@ pub fn validate(fleet: &BotFleet, secrets: SecretValues) -> Result<ValidFleet, E
         node_selector: spec.node_selector.clone(),
         tolerations: spec.tolerations.clone(),
         pod_annotations: spec.pod_annotations.clone().unwrap_or_default(),
+        hpa_behavior: spec.autoscaling.as_ref().and_then(|a| a.behavior.clone()),
     })
 }
 
@@ -234,6 +238,7 @@ mod tests {
             min_replicas: 3,
             max_replicas: 9,
             target_outbox_lag_seconds: 20,
+            behavior: None,
         });
         let view = validate(&fleet, sample_secret_values()).expect("valid");
         assert_eq!(
@@ -266,6 +271,7 @@ mod tests {
             min_replicas: 5,
             max_replicas: 2,
             target_outbox_lag_seconds: 20,
+            behavior: None,
         });
         assert!(matches!(
             validate(&fleet, sample_secret_values()),
@@ -277,6 +283,7 @@ mod tests {
             min_replicas: 2,
             max_replicas: 5,
             target_outbox_lag_seconds: 20,
+            behavior: None,
         });
         fleet.spec.outbox.polling_enabled = false;
         assert!(matches!(

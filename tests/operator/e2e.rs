@@ -271,6 +271,7 @@ async fn invalid_fleets_are_refused_by_the_api_server() {
                     min_replicas: 5,
                     max_replicas: 2,
                     target_outbox_lag_seconds: 30,
+                    behavior: None,
                 })
             }),
             "autoscaling.minReplicas must be less than or equal to autoscaling.maxReplicas",
@@ -295,6 +296,7 @@ async fn invalid_fleets_are_refused_by_the_api_server() {
                     min_replicas: 2,
                     max_replicas: 4,
                     target_outbox_lag_seconds: 30,
+                    behavior: None,
                 });
             }),
             "autoscaling scales on outbox lag, so it needs outbox.pollingEnabled: true",
@@ -449,6 +451,7 @@ async fn a_pass_over_an_unchanged_fleet_writes_nothing() {
         min_replicas: 2,
         max_replicas: 6,
         target_outbox_lag_seconds: 30,
+        behavior: None,
     });
     for fleet in [sample_fleet("fixed"), autoscaled] {
         let name = fleet.name_any();
@@ -794,7 +797,10 @@ async fn autoscaling_switches_between_the_hpa_and_fixed_replicas() {
             .is_none()
     );
 
-    let on = json!({"spec": {"autoscaling": {"enabled": true, "minReplicas": 2, "maxReplicas": 7, "targetOutboxLagSeconds": 45}}});
+    let on = json!({"spec": {"autoscaling": {
+        "enabled": true, "minReplicas": 2, "maxReplicas": 7, "targetOutboxLagSeconds": 45,
+        "behavior": {"scaleDown": {"stabilizationWindowSeconds": 30}},
+    }}});
     api.patch("bots", &PatchParams::default(), &Patch::Merge(&on))
         .await
         .expect("autoscaling on");
@@ -803,6 +809,12 @@ async fn autoscaling_switches_between_the_hpa_and_fixed_replicas() {
     assert_eq!(spec.scale_target_ref.name, "bots");
     assert_eq!(spec.scale_target_ref.kind, "Deployment");
     assert_eq!((spec.min_replicas, spec.max_replicas), (Some(2), 7));
+    let scale_down = spec
+        .behavior
+        .as_ref()
+        .and_then(|b| b.scale_down.as_ref())
+        .expect("the fleet's behavior reaches the HPA");
+    assert_eq!(scale_down.stabilization_window_seconds, Some(30));
     let metric = &spec.metrics.expect("metrics")[0];
     assert_eq!(metric.type_, "Pods");
     let pods = metric.pods.as_ref().expect("pods metric");
@@ -878,6 +890,7 @@ async fn deleting_the_fleet_removes_its_children() {
         min_replicas: 2,
         max_replicas: 3,
         target_outbox_lag_seconds: 30,
+        behavior: None,
     });
     create_fleet(&client, &ns, &fleet).await;
     let _: HorizontalPodAutoscaler = wait_for("the HPA", || get(&client, &ns, "bots")).await;
@@ -975,6 +988,7 @@ async fn external_autoscaling_removes_the_hpa_and_leaves_replicas_alone() {
         min_replicas: 2,
         max_replicas: 6,
         target_outbox_lag_seconds: 30,
+        behavior: None,
     });
     create_fleet(&client, &ns, &fleet).await;
     let _: HorizontalPodAutoscaler = wait_for("the HPA", || get(&client, &ns, "bots")).await;
