@@ -122,6 +122,8 @@ fn run_probe(args: &sitg_bot::probe::ProbeArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
 fn run_redeliver(args: sitg_bot::redelivery::cli::RedeliverArgs) -> anyhow::Result<()> {
     let format = match std::env::var("LOG_FORMAT").as_deref() {
         Ok("text") => sitg_bot::config::LogFormat::Text,
@@ -150,6 +152,8 @@ fn run_release(args: sitg_bot::outbox::release::ReleaseArgs) -> anyhow::Result<(
         anyhow::bail!("{failed} of {} actions not released", released.len());
     }
     Ok(())
+}
+
 fn run_verify(args: &sitg_bot::verify::VerifyArgs) -> ExitCode {
     sitg_bot::tls::install_crypto_provider();
     let report = runtime().and_then(|rt| {
