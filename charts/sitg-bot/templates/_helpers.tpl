@@ -84,15 +84,6 @@ app.kubernetes.io/managed-by: sitg-bot-operator
 {{- if eq .Values.rbac.scope "namespace" }}true{{ end }}
 {{- end }}
 
-{{/* Namespace of the chart's BotFleet (botFleet.namespace, else the watched or release namespace). */}}
-{{- define "sitg-bot.fleetNamespace" -}}
-{{- if include "sitg-bot.namespaced" . }}
-{{- default (include "sitg-bot.watchNamespace" .) .Values.botFleet.namespace }}
-{{- else }}
-{{- default .Release.Namespace .Values.botFleet.namespace }}
-{{- end }}
-{{- end }}
-
 {{- define "sitg-bot.leaseName" -}}
 {{- default (include "sitg-bot.fullname" .) .Values.operator.leaderElection.leaseName }}
 {{- end }}
