@@ -40,6 +40,9 @@ scripts/control-plane.sh build
 step "helm-docs (built once from its Go module, then cached)"
 scripts/chart-readme.sh install >/dev/null
 
+step "metrics stack: Prometheus, prometheus-adapter (built once from Go modules), KEDA's CRDs"
+scripts/metrics-stack.sh build
+
 # The cargo target dir outlives every run and cargo never drops stale artifacts from it;
 # past the limit it starts over, so a long-lived CI machine never fills its disk.
 step "cargo cache: start over past ${SITG_CARGO_TARGET_MAX_GB:=30} GB"

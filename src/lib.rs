@@ -15,6 +15,7 @@
 //! - [`metrics`]: the Prometheus registry with the counter names operators watch.
 //! - [`operator`]: the `BotFleet` custom resource and its controller.
 //! - [`probe`]: `sitg-bot probe URL`, the HTTP check the chart's `helm test` runs.
+//! - [`verify`]: `sitg-bot verify`, the production verification checklist.
 
 pub mod backend;
 pub mod contract;
@@ -27,5 +28,6 @@ pub mod redelivery;
 pub mod secret;
 pub mod telemetry;
 pub mod tls;
+pub mod verify;
 pub mod webhook;
 pub mod worker;

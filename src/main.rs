@@ -36,6 +36,10 @@ enum Command {
     /// Release claimed outbox actions by hand (report them RETRYABLE_FAILURE with the
     /// worker id that claimed them), for a worker whose claim journal was lost.
     Release(sitg_bot::outbox::release::ReleaseArgs),
+    /// Check the production verification checklist against running replicas: /healthz,
+    /// two /metrics scrapes, counters that must move or stay flat; prints a table per
+    /// replica. Exit code 0 when it holds, 1 when a check failed, 2 when it could not run.
+    Verify(sitg_bot::verify::VerifyArgs),
 }
 
 fn main() -> ExitCode {
@@ -49,6 +53,7 @@ fn main() -> ExitCode {
         Command::Probe(args) => return run_probe(&args),
         Command::Redeliver(args) => run_redeliver(args),
         Command::Release(args) => run_release(args),
+        Command::Verify(args) => return run_verify(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -147,6 +152,31 @@ fn run_release(args: sitg_bot::outbox::release::ReleaseArgs) -> anyhow::Result<(
         anyhow::bail!("{failed} of {} actions not released", released.len());
     }
     Ok(())
+}
+
+fn run_verify(args: &sitg_bot::verify::VerifyArgs) -> ExitCode {
+    sitg_bot::tls::install_crypto_provider();
+    let report = runtime().and_then(|rt| {
+        rt.block_on(sitg_bot::verify::run(args))
+            .map_err(anyhow::Error::from)
+    });
+    match report {
+        Ok(report) => {
+            print!(
+                "{}",
+                sitg_bot::verify::table::render(&report, args.interval)
+            );
+            if report.passed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(err) => {
+            eprintln!("sitg-bot: {err:#}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 async fn bind(ip: std::net::IpAddr, port: u16, var: &str) -> anyhow::Result<TcpListener> {

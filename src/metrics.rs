@@ -128,7 +128,9 @@ pub struct WorkerMetrics {
     /// `sitg_bot_outbox_action_duration_seconds{action_type}`: execution on GitHub.
     pub action_duration: HistogramVec,
     /// `sitg_bot_outbox_lag_seconds`: age of the oldest action in the last claim, 0 when
-    /// the claim was empty. The HPA scales on it.
+    /// the claim was empty: how long the head of the queue waited. The HPA scales on
+    /// its average over pods (docs/architecture.md); unchanged while the worker has no
+    /// room to claim, so a saturated replica never reads as idle.
     pub outbox_lag: Gauge,
     /// `sitg_bot_outbox_actions_in_flight`: claimed and not yet reported.
     pub actions_in_flight: IntGauge,

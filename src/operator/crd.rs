@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscalerBehavior;
 use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, CustomResourceExt, KubeSchema};
@@ -164,6 +165,19 @@ fn default_image_tag() -> String {
     DEFAULT_IMAGE_TAG.to_owned()
 }
 
+/// `autoscaling.mode` values.
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum AutoscalingMode {
+    /// The operator's HorizontalPodAutoscaler.
+    #[default]
+    Hpa,
+    /// An autoscaler outside the operator (e.g. KEDA) owns `replicas`.
+    External,
+}
+
 /// Kubernetes `imagePullPolicy` values.
 #[derive(
     Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, schemars::JsonSchema,
@@ -282,10 +296,17 @@ fn default_claim_limit() -> i32 {
     "autoscaling.minReplicas must be less than or equal to autoscaling.maxReplicas"
 ))]
 pub struct AutoscalingSpec {
-    /// Whether the HorizontalPodAutoscaler is created; `false` keeps the bounds but
-    /// runs `spec.replicas` pods.
+    /// Whether the fleet is autoscaled; `false` keeps the bounds but runs
+    /// `spec.replicas` pods.
     #[serde(default = "default_true")]
     pub enabled: bool,
+    /// Who scales: `hpa` (default), the operator's HorizontalPodAutoscaler on the
+    /// custom metrics API (prometheus-adapter); `external`, an autoscaler of your own
+    /// (KEDA's ScaledObject from the Helm chart) owns the Deployment's replicas, and
+    /// the operator creates no HorizontalPodAutoscaler (deleting its own) and leaves
+    /// `replicas` alone. The bounds and target below then only document intent.
+    #[serde(default)]
+    pub mode: AutoscalingMode,
     /// Lower bound of the pod count.
     #[serde(default = "default_min_replicas")]
     #[schemars(range(min = 1, max = 1000))]
@@ -297,6 +318,11 @@ pub struct AutoscalingSpec {
     #[serde(default = "default_target_lag")]
     #[schemars(range(min = 1, max = 86_400))]
     pub target_outbox_lag_seconds: i32,
+    /// Scaling behavior of the operator's HorizontalPodAutoscaler (`autoscaling/v2`
+    /// `behavior`: stabilization windows and rate policies per direction); unset means
+    /// Kubernetes' defaults (scale down after a 300 s stabilization window).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub behavior: Option<HorizontalPodAutoscalerBehavior>,
 }
 
 fn default_min_replicas() -> i32 {

@@ -3,11 +3,12 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscalerBehavior;
 use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::{Resource, ResourceExt};
 
-use super::crd::{BotFleet, PullPolicy};
+use super::crd::{AutoscalingMode, BotFleet, PullPolicy};
 use super::dereference::{SecretValues, secret_refs};
 use super::error::Error;
 use crate::contract::env;
@@ -26,6 +27,9 @@ pub enum Scaling {
         /// Average [`crate::contract::metrics::OUTBOX_LAG_SECONDS`] per pod the autoscaler aims for.
         target_outbox_lag_seconds: i32,
     },
+    /// An autoscaler outside the operator (`autoscaling.mode: external`, e.g. KEDA)
+    /// owns `replicas`: the operator neither sets them nor creates an autoscaler.
+    External,
 }
 
 /// Non-secret worker settings, each the value of one worker environment variable.
@@ -74,6 +78,8 @@ pub struct ValidFleet {
     pub tolerations: Option<Vec<Toleration>>,
     /// Extra pod annotations.
     pub pod_annotations: BTreeMap<String, String>,
+    /// `behavior` of the operator's HorizontalPodAutoscaler, as the spec gives it.
+    pub hpa_behavior: Option<HorizontalPodAutoscalerBehavior>,
 }
 
 /// Checks a fleet and its Secret values.
@@ -128,10 +134,13 @@ pub fn validate(fleet: &BotFleet, secrets: SecretValues) -> Result<ValidFleet, E
                     "autoscaling on outbox lag needs outbox.pollingEnabled: true".into(),
                 ));
             }
-            Scaling::Autoscaled {
-                min_replicas: a.min_replicas,
-                max_replicas: a.max_replicas,
-                target_outbox_lag_seconds: a.target_outbox_lag_seconds,
+            match a.mode {
+                AutoscalingMode::External => Scaling::External,
+                AutoscalingMode::Hpa => Scaling::Autoscaled {
+                    min_replicas: a.min_replicas,
+                    max_replicas: a.max_replicas,
+                    target_outbox_lag_seconds: a.target_outbox_lag_seconds,
+                },
             }
         }
         _ => Scaling::Fixed(spec.replicas),
@@ -158,6 +167,7 @@ pub fn validate(fleet: &BotFleet, secrets: SecretValues) -> Result<ValidFleet, E
         node_selector: spec.node_selector.clone(),
         tolerations: spec.tolerations.clone(),
         pod_annotations: spec.pod_annotations.clone().unwrap_or_default(),
+        hpa_behavior: spec.autoscaling.as_ref().and_then(|a| a.behavior.clone()),
     })
 }
 
@@ -200,7 +210,7 @@ pub fn default_resources() -> ResourceRequirements {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::operator::crd::AutoscalingSpec;
+    use crate::operator::crd::{AutoscalingMode, AutoscalingSpec};
     use crate::operator::testing::{sample_fleet, sample_secret_values};
 
     #[test]
@@ -225,9 +235,11 @@ mod tests {
         let mut fleet = sample_fleet();
         fleet.spec.autoscaling = Some(AutoscalingSpec {
             enabled: true,
+            mode: AutoscalingMode::Hpa,
             min_replicas: 3,
             max_replicas: 9,
             target_outbox_lag_seconds: 20,
+            behavior: None,
         });
         let view = validate(&fleet, sample_secret_values()).expect("valid");
         assert_eq!(
@@ -243,6 +255,12 @@ mod tests {
         }
         let view = validate(&fleet, sample_secret_values()).expect("valid");
         assert_eq!(view.scaling, Scaling::Fixed(2));
+        if let Some(a) = fleet.spec.autoscaling.as_mut() {
+            a.enabled = true;
+            a.mode = AutoscalingMode::External;
+        }
+        let view = validate(&fleet, sample_secret_values()).expect("valid");
+        assert_eq!(view.scaling, Scaling::External);
     }
 
     #[test]
@@ -250,9 +268,11 @@ mod tests {
         let mut fleet = sample_fleet();
         fleet.spec.autoscaling = Some(AutoscalingSpec {
             enabled: true,
+            mode: AutoscalingMode::Hpa,
             min_replicas: 5,
             max_replicas: 2,
             target_outbox_lag_seconds: 20,
+            behavior: None,
         });
         assert!(matches!(
             validate(&fleet, sample_secret_values()),
@@ -260,9 +280,11 @@ mod tests {
         ));
         fleet.spec.autoscaling = Some(AutoscalingSpec {
             enabled: true,
+            mode: AutoscalingMode::Hpa,
             min_replicas: 2,
             max_replicas: 5,
             target_outbox_lag_seconds: 20,
+            behavior: None,
         });
         fleet.spec.outbox.polling_enabled = false;
         assert!(matches!(

@@ -8,6 +8,7 @@ mod support;
 
 mod artifacts;
 mod chart_install;
+mod chart_keda;
 mod chart_render;
 mod provision_service_bot_key;
 mod redeliver_units;

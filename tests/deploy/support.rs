@@ -82,6 +82,20 @@ pub fn helm() -> PathBuf {
     })
 }
 
+/// Directory of etcd, kube-apiserver, kube-controller-manager and kubectl.
+pub fn kube_bin_dir() -> PathBuf {
+    if let Some(path) = std::env::var_os("SITG_KUBE_BIN_DIR").filter(|p| !p.is_empty()) {
+        return PathBuf::from(path);
+    }
+    let dir = control_plane_query("bin-dir");
+    assert!(
+        is_executable(&dir.join("kubectl")),
+        "kubectl not found in {}: run scripts/control-plane.sh build",
+        dir.display()
+    );
+    dir
+}
+
 /// promtool (Debian package `prometheus`).
 pub fn promtool() -> PathBuf {
     tool(

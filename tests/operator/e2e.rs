@@ -19,7 +19,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 use sitg_bot::operator::apply::owns_replicas;
 use sitg_bot::operator::build::CHECKSUM_ANNOTATION;
-use sitg_bot::operator::crd::AutoscalingSpec;
+use sitg_bot::operator::crd::{AutoscalingMode, AutoscalingSpec};
 use sitg_bot::operator::{BotFleet, reconcile_fleet};
 
 use crate::support::*;
@@ -267,9 +267,11 @@ async fn invalid_fleets_are_refused_by_the_api_server() {
             Box::new(|f| {
                 f.spec.autoscaling = Some(AutoscalingSpec {
                     enabled: true,
+                    mode: AutoscalingMode::Hpa,
                     min_replicas: 5,
                     max_replicas: 2,
                     target_outbox_lag_seconds: 30,
+                    behavior: None,
                 })
             }),
             "autoscaling.minReplicas must be less than or equal to autoscaling.maxReplicas",
@@ -290,9 +292,11 @@ async fn invalid_fleets_are_refused_by_the_api_server() {
                 f.spec.outbox.polling_enabled = false;
                 f.spec.autoscaling = Some(AutoscalingSpec {
                     enabled: true,
+                    mode: AutoscalingMode::Hpa,
                     min_replicas: 2,
                     max_replicas: 4,
                     target_outbox_lag_seconds: 30,
+                    behavior: None,
                 });
             }),
             "autoscaling scales on outbox lag, so it needs outbox.pollingEnabled: true",
@@ -443,9 +447,11 @@ async fn a_pass_over_an_unchanged_fleet_writes_nothing() {
     let mut autoscaled = sample_fleet("scaled");
     autoscaled.spec.autoscaling = Some(AutoscalingSpec {
         enabled: true,
+        mode: AutoscalingMode::Hpa,
         min_replicas: 2,
         max_replicas: 6,
         target_outbox_lag_seconds: 30,
+        behavior: None,
     });
     for fleet in [sample_fleet("fixed"), autoscaled] {
         let name = fleet.name_any();
@@ -791,7 +797,10 @@ async fn autoscaling_switches_between_the_hpa_and_fixed_replicas() {
             .is_none()
     );
 
-    let on = json!({"spec": {"autoscaling": {"enabled": true, "minReplicas": 2, "maxReplicas": 7, "targetOutboxLagSeconds": 45}}});
+    let on = json!({"spec": {"autoscaling": {
+        "enabled": true, "minReplicas": 2, "maxReplicas": 7, "targetOutboxLagSeconds": 45,
+        "behavior": {"scaleDown": {"stabilizationWindowSeconds": 30}},
+    }}});
     api.patch("bots", &PatchParams::default(), &Patch::Merge(&on))
         .await
         .expect("autoscaling on");
@@ -800,6 +809,12 @@ async fn autoscaling_switches_between_the_hpa_and_fixed_replicas() {
     assert_eq!(spec.scale_target_ref.name, "bots");
     assert_eq!(spec.scale_target_ref.kind, "Deployment");
     assert_eq!((spec.min_replicas, spec.max_replicas), (Some(2), 7));
+    let scale_down = spec
+        .behavior
+        .as_ref()
+        .and_then(|b| b.scale_down.as_ref())
+        .expect("the fleet's behavior reaches the HPA");
+    assert_eq!(scale_down.stabilization_window_seconds, Some(30));
     let metric = &spec.metrics.expect("metrics")[0];
     assert_eq!(metric.type_, "Pods");
     let pods = metric.pods.as_ref().expect("pods metric");
@@ -871,9 +886,11 @@ async fn deleting_the_fleet_removes_its_children() {
     let mut fleet = sample_fleet("bots");
     fleet.spec.autoscaling = Some(AutoscalingSpec {
         enabled: true,
+        mode: AutoscalingMode::Hpa,
         min_replicas: 2,
         max_replicas: 3,
         target_outbox_lag_seconds: 30,
+        behavior: None,
     });
     create_fleet(&client, &ns, &fleet).await;
     let _: HorizontalPodAutoscaler = wait_for("the HPA", || get(&client, &ns, "bots")).await;
@@ -957,4 +974,69 @@ async fn a_status_write_does_not_trigger_a_pass_of_the_same_generation() {
     })
     .await;
     assert!(controller.metrics.reconciles.get() > passes);
+}
+
+#[tokio::test]
+async fn external_autoscaling_removes_the_hpa_and_leaves_replicas_alone() {
+    let (client, ns) = setup("op-external").await;
+    put_bot_secret(&client, &ns, "whsec").await;
+    let _controller = start_controller(&client, &ns);
+    let mut fleet = sample_fleet("bots");
+    fleet.spec.autoscaling = Some(AutoscalingSpec {
+        enabled: true,
+        mode: AutoscalingMode::Hpa,
+        min_replicas: 2,
+        max_replicas: 6,
+        target_outbox_lag_seconds: 30,
+        behavior: None,
+    });
+    create_fleet(&client, &ns, &fleet).await;
+    let _: HorizontalPodAutoscaler = wait_for("the HPA", || get(&client, &ns, "bots")).await;
+    let api: Api<BotFleet> = Api::namespaced(client.clone(), &ns);
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+
+    // What the chart writes when its KEDA ScaledObject is on.
+    let external = json!({"spec": {"autoscaling": {"mode": "external"}}});
+    api.patch("bots", &PatchParams::default(), &Patch::Merge(&external))
+        .await
+        .expect("mode external");
+    wait_for("the operator's HPA to go", || async {
+        get::<HorizontalPodAutoscaler>(&client, &ns, "bots")
+            .await
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    // KEDA's own HPA scales the Deployment (stood in for here: no KEDA runs).
+    let scale = json!({"spec": {"replicas": 4}});
+    deployments
+        .patch_scale("bots", &PatchParams::default(), &Patch::Merge(&scale))
+        .await
+        .expect("scale");
+    let annotate = json!({"spec": {"podAnnotations": {"touch": "1"}}});
+    api.patch("bots", &PatchParams::default(), &Patch::Merge(&annotate))
+        .await
+        .expect("touch fleet");
+    let d = wait_for("the new pod annotation", || async {
+        let d = deployments.get("bots").await.ok()?;
+        let touched = d
+            .spec
+            .as_ref()?
+            .template
+            .metadata
+            .as_ref()?
+            .annotations
+            .as_ref()?
+            .get("touch")
+            .is_some();
+        touched.then_some(d)
+    })
+    .await;
+    assert!(!owns_replicas(&d), "the operator must not own replicas");
+    assert_eq!(d.spec.and_then(|s| s.replicas), Some(4));
+    assert!(
+        get::<HorizontalPodAutoscaler>(&client, &ns, "bots")
+            .await
+            .is_none()
+    );
 }

@@ -10,6 +10,10 @@ mod e2e;
 #[cfg(feature = "external-tests")]
 mod leader;
 #[cfg(feature = "external-tests")]
+mod metrics_pipeline;
+#[cfg(feature = "external-tests")]
 mod support;
+#[cfg(feature = "external-tests")]
+mod verify_botfleet;
 #[cfg(feature = "external-tests")]
 mod worker_env;

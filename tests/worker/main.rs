@@ -15,6 +15,8 @@ mod drill_github_faults;
 mod drill_sigterm;
 mod gate_latency;
 mod outbox_e2e;
+mod outbox_lag;
 mod prop_webhook;
 mod redelivery_e2e;
+mod verify_e2e;
 mod webhook_e2e;

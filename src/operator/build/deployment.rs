@@ -50,8 +50,9 @@ const RUN_AS_USER: i64 = 65532;
 
 /// Builds the Deployment running `sitg-bot worker`.
 ///
-/// `replicas` is set only for [`Scaling::Fixed`]; with autoscaling the field is left
-/// out of the applied configuration so the HorizontalPodAutoscaler owns it.
+/// `replicas` is set only for [`Scaling::Fixed`]; with autoscaling (the operator's or
+/// an external one) the field is left out of the applied configuration so the
+/// HorizontalPodAutoscaler owns it.
 pub fn deployment(fleet: &ValidFleet, worker_env_checksum: &str) -> Deployment {
     let mut annotations = fleet.pod_annotations.clone();
     annotations.insert(
@@ -60,7 +61,7 @@ pub fn deployment(fleet: &ValidFleet, worker_env_checksum: &str) -> Deployment {
     );
     let replicas = match fleet.scaling {
         Scaling::Fixed(n) => Some(n),
-        Scaling::Autoscaled { .. } => None,
+        Scaling::Autoscaled { .. } | Scaling::External => None,
     };
     Deployment {
         metadata: child_meta(fleet, fleet.name.clone()),

@@ -36,6 +36,7 @@ pub fn horizontal_pod_autoscaler(fleet: &ValidFleet) -> Option<HorizontalPodAuto
                 kind: "Deployment".to_owned(),
                 name: fleet.name.clone(),
             },
+            behavior: fleet.hpa_behavior.clone(),
             min_replicas: Some(min_replicas),
             max_replicas,
             metrics: Some(vec![MetricSpec {
