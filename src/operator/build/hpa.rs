@@ -54,7 +54,6 @@ pub fn horizontal_pod_autoscaler(fleet: &ValidFleet) -> Option<HorizontalPodAuto
                 }),
                 ..Default::default()
             }]),
-            ..Default::default()
         }),
         ..Default::default()
     })
