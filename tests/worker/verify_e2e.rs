@@ -82,18 +82,28 @@ async fn verify_passes_a_healthy_fleet_with_traffic() {
         v.stderr
     );
     assert!(v.stdout.contains("checklist: passed"), "{}", v.stdout);
+    // Which replica claims an action is not fixed (the one that forwarded its event
+    // claims at once), so OUTBOX OK must move over the fleet, not on each replica.
+    let mut outbox_ok = 0_i64;
     for url in [a.url(""), b.url("")] {
         let line = row(&v, &url);
         assert!(line.ends_with(" ok"), "{line}");
         let cells: Vec<&str> = line.split_whitespace().collect();
         assert_eq!(cells[1], "200", "{line}");
-        // PR FWD and OUTBOX OK moved on both replicas; ERRORS did not.
+        // PR FWD moved on both replicas; ERRORS did not.
         assert_ne!(cells[2], "+0", "{line}");
-        assert_ne!(cells[4], "+0", "{line}");
         assert_eq!(cells[7], "+0", "{line}");
+        outbox_ok += cells[4].trim_start_matches('+').parse::<i64>().unwrap_or(0);
     }
+    assert!(
+        outbox_ok > 0,
+        "no outbox success on any replica:\n{}",
+        v.stdout
+    );
     // What verify saw is what the workers count.
-    assert!(a.metric("sitg_bot_outbox_actions_success_total").await > 0.0);
+    let fleet_ok = a.metric("sitg_bot_outbox_actions_success_total").await
+        + b.metric("sitg_bot_outbox_actions_success_total").await;
+    assert!(fleet_ok > 0.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
