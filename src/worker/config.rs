@@ -149,8 +149,12 @@ impl WorkerConfig {
             .trim_end_matches('/')
             .to_owned();
         let backend_bot_key_id = env.required(BACKEND_BOT_KEY_ID)?;
+        header_safe(BACKEND_BOT_KEY_ID, &backend_bot_key_id)?;
         let backend_internal_hmac_secret = env.required_secret(BACKEND_INTERNAL_HMAC_SECRET)?;
         let backend_service_token = env.optional_secret(BACKEND_SERVICE_TOKEN);
+        if let Some(token) = &backend_service_token {
+            header_safe(BACKEND_SERVICE_TOKEN, token.expose())?;
+        }
         let worker_id = match env.get(WORKER_ID) {
             Some(id) => validate_worker_id(&id)?,
             None => default_worker_id(),
@@ -351,6 +355,30 @@ impl Env<'_> {
     fn url(&self, var: &'static str, default: &str) -> Result<Url, ConfigError> {
         parse_http_url(var, &self.get(var).unwrap_or_else(|| default.to_owned()))
     }
+}
+
+/// Refuses a value sent in an HTTP header (`x-sitg-key-id`, `authorization: Bearer …`)
+/// that is not printable ASCII without spaces: a control character would make every
+/// request fail to build, so the worker would start, report ready and fail each call as
+/// "backend could not be reached". The value itself is never shown (it may be a secret).
+fn header_safe(var: &'static str, value: &str) -> Result<(), ConfigError> {
+    if value.bytes().all(|b| b.is_ascii_graphic()) {
+        return Ok(());
+    }
+    let what = if value.bytes().any(|b| b.is_ascii_control()) {
+        "a control character"
+    } else if value.contains(' ') {
+        "a space"
+    } else {
+        "a non-ASCII character"
+    };
+    Err(ConfigError::invalid(
+        var,
+        format!(
+            "contains {what}; it is sent in an HTTP header and must be printable ASCII \
+             without spaces (value not shown)"
+        ),
+    ))
 }
 
 fn absolute_dir(var: &'static str, raw: &str) -> Result<std::path::PathBuf, ConfigError> {
@@ -623,6 +651,11 @@ mod tests {
             ("SHUTDOWN_TIMEOUT_SECONDS", "x"),
             ("LOG_FORMAT", "xml"),
             ("BIND_ADDRESS", "localhost"),
+            ("BACKEND_BOT_KEY_ID", "bck\u{7f}1"),
+            ("BACKEND_BOT_KEY_ID", "bck\u{1}live"),
+            ("BACKEND_SERVICE_TOKEN", "tok\nen"),
+            ("BACKEND_SERVICE_TOKEN", "tok en"),
+            ("BACKEND_SERVICE_TOKEN", "tokén"),
         ];
         for (var, value) in cases {
             let mut env = base();

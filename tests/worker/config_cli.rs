@@ -93,3 +93,25 @@ fn an_unparsable_log_filter_is_reported_not_silently_dropped() {
     assert_eq!(warning["variable"], "RUST_LOG");
     assert_eq!(warning["level"], "WARN");
 }
+
+#[test]
+fn header_values_with_control_characters_are_refused_without_echoing_them() {
+    for (var, value) in [
+        ("BACKEND_SERVICE_TOKEN", "svc-token-do-not-print\u{1}x"),
+        (
+            "BACKEND_SERVICE_TOKEN",
+            "svc-token-do-not-print\r\nx-injected: 1",
+        ),
+        ("BACKEND_BOT_KEY_ID", "bck-do-not-print\u{7f}"),
+        ("BACKEND_BOT_KEY_ID", "bck-do-not-print\tx"),
+    ] {
+        let (code, text) = run(&with(&base_env(), var, value));
+        assert_eq!(code, 2, "{var}: {text}");
+        let line = text.trim();
+        assert!(
+            line.starts_with(&format!("sitg-bot: {var} ")) && !line.contains('\n'),
+            "{var}: {text}"
+        );
+        assert!(!text.contains("do-not-print"), "{var} value leaked: {text}");
+    }
+}
