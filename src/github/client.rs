@@ -93,6 +93,8 @@ struct Inner {
     aliases: Mutex<HashMap<u64, u64>>,
     pauses: PauseBoard,
     metrics: GitHubMetrics,
+    /// The App's bot account login, `{slug}[bot]`, from `GET /app` on first need.
+    bot_login: tokio::sync::OnceCell<String>,
 }
 
 impl fmt::Debug for GitHubClient {
@@ -156,19 +158,53 @@ struct CommentAuthor {
     login: Option<String>,
 }
 
+/// Who wrote a comment, as far as telling ours from others' goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Authorship {
+    /// `performed_via_github_app` names this App.
+    ThisApp,
+    /// `performed_via_github_app` names another App, or the author is not a bot.
+    Other,
+    /// A bot account (`type: Bot`) with no App named: ours only when its login is our
+    /// App's bot login.
+    BotAccount,
+}
+
 impl IssueComment {
-    /// Written by this App: GitHub names the App in `performed_via_github_app`, or the
-    /// author is a bot account (`type: Bot`, login `…[bot]`). A person quoting the marker
-    /// must never have their comment rewritten or deleted.
-    fn written_by_app(&self, app_id: u64) -> bool {
+    fn authorship(&self, app_id: u64) -> Authorship {
         if let Some(app) = &self.performed_via_github_app {
-            return app.id == app_id;
+            return if app.id == app_id {
+                Authorship::ThisApp
+            } else {
+                Authorship::Other
+            };
         }
-        self.user.as_ref().is_some_and(|u| {
-            u.kind.as_deref() == Some("Bot")
-                && u.login.as_deref().is_some_and(|l| l.ends_with("[bot]"))
-        })
+        match &self.user {
+            Some(user) if user.kind.as_deref() == Some("Bot") => Authorship::BotAccount,
+            _ => Authorship::Other,
+        }
     }
+
+    /// Written by this App: GitHub names the App in `performed_via_github_app`, or the
+    /// author is the App's own bot account (`bot_login`, `{app slug}[bot]`). Another
+    /// App's bot or a person quoting the marker must never have their comment rewritten
+    /// or deleted.
+    fn written_by_app(&self, app_id: u64, bot_login: &str) -> bool {
+        match self.authorship(app_id) {
+            Authorship::ThisApp => true,
+            Authorship::Other => false,
+            Authorship::BotAccount => self
+                .user
+                .as_ref()
+                .and_then(|u| u.login.as_deref())
+                .is_some_and(|login| login.eq_ignore_ascii_case(bot_login)),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct AppIdentity {
+    slug: String,
 }
 
 #[derive(Deserialize)]
@@ -229,6 +265,7 @@ impl GitHubClient {
                 aliases: Mutex::new(HashMap::new()),
                 pauses: PauseBoard::default(),
                 metrics,
+                bot_login: tokio::sync::OnceCell::new(),
             }),
         })
     }
@@ -290,7 +327,10 @@ impl GitHubClient {
     ///
     /// Lists every page of `GET /repos/{owner}/{repo}/issues/{number}/comments?per_page=100`
     /// (following `Link: rel="next"`), collecting the comments whose body contains
-    /// `marker`. The oldest of them is kept: `PATCH /repos/{owner}/{repo}/issues/comments/{id}`
+    /// `marker` and were written by this App (`performed_via_github_app.id` is
+    /// `GITHUB_APP_ID`, or the author is the App's bot account `{slug}[bot]`, the slug
+    /// read once with `GET /app`); comments of anyone else are never touched. The oldest
+    /// of them is kept: `PATCH /repos/{owner}/{repo}/issues/comments/{id}`
     /// when its body is not already `body` (skipped otherwise); the others are removed
     /// with `DELETE` on the same path (a 404 there means another replica did it). With
     /// no match: `POST /repos/{owner}/{repo}/issues/{number}/comments`. Safe to retry.
@@ -462,21 +502,86 @@ impl GitHubClient {
                 .await?;
             let page: Vec<IssueComment> = parse_json(&reply.body, "issue comments")?;
             let app_id = self.inner.app_id;
-            marked.extend(
-                page.into_iter()
-                    .filter(|c| c.written_by_app(app_id))
-                    .filter_map(|c| {
-                        c.body
-                            .filter(|b| b.contains(marker))
-                            .map(|body| MarkedComment { id: c.id, body })
-                    }),
-            );
+            for comment in page {
+                let Some(body) = comment.body.as_deref().filter(|b| b.contains(marker)) else {
+                    continue;
+                };
+                let ours = match comment.authorship(app_id) {
+                    Authorship::ThisApp => true,
+                    Authorship::Other => false,
+                    // Only now is the App's own login needed (one `GET /app` per process).
+                    Authorship::BotAccount => {
+                        let bot_login = self.app_bot_login().await?;
+                        comment.written_by_app(app_id, bot_login)
+                    }
+                };
+                if ours {
+                    marked.push(MarkedComment {
+                        id: comment.id,
+                        body: body.to_owned(),
+                    });
+                } else if comment.authorship(app_id) == Authorship::BotAccount {
+                    debug!(
+                        event = "marked_comment_of_another_bot",
+                        installation_id = installation.id,
+                        repo = %repo,
+                        comment_id = comment.id,
+                        author = comment.user.as_ref().and_then(|u| u.login.as_deref()),
+                        "a comment carrying our marker was written by another bot; left alone"
+                    );
+                }
+            }
             match self.next_page(&reply.headers)? {
                 Some(next) => url = next,
                 None => return Ok(marked),
             }
         }
         Err(too_many_pages("issue comments"))
+    }
+
+    /// The App's bot account login, `{slug}[bot]`: `GET /app` with the App JWT once per
+    /// process (GitHub's answer names the App's `slug`), then cached.
+    ///
+    /// # Errors
+    /// A retryable [`GitHubError`] (a refusal becomes [`GitHubError::Config`]); nothing
+    /// is cached then.
+    async fn app_bot_login(&self) -> Result<&str, GitHubError> {
+        self.inner
+            .bot_login
+            .get_or_try_init(|| async {
+                let call = Call {
+                    route: Route::GetApp,
+                    // Installation 0 does not exist; it keys pauses of App-level calls.
+                    installation: Installation { id: 0, repo: None },
+                };
+                let url = self.endpoint(&["app"])?;
+                let reply = self.app_request(call, Method::GET, url.clone()).await?;
+                // The action is not at fault when the App cannot read itself: never
+                // fail it for good over this.
+                let reply = self.check(call, reply, &url).map_err(|err| {
+                    if err.is_retryable() {
+                        err
+                    } else {
+                        GitHubError::Config(format!("GET /app: {err}"))
+                    }
+                })?;
+                let app: AppIdentity = parse_json(&reply.body, "app")?;
+                if app.slug.trim().is_empty() {
+                    return Err(GitHubError::InvalidResponse(
+                        "app: the answer has an empty slug".to_owned(),
+                    ));
+                }
+                let login = format!("{}[bot]", app.slug);
+                info!(
+                    event = "github_app_identified",
+                    app_id = self.inner.app_id,
+                    bot_login = %login,
+                    "comments by this login are the App's own"
+                );
+                Ok(login)
+            })
+            .await
+            .map(String::as_str)
     }
 
     async fn create_comment(

@@ -18,6 +18,7 @@ pub(crate) enum Route {
     ListInstallationRepositories,
     ListHookDeliveries,
     RedeliverHookDelivery,
+    GetApp,
 }
 
 impl Route {
@@ -34,6 +35,7 @@ impl Route {
             Self::ListInstallationRepositories => "list_installation_repositories",
             Self::ListHookDeliveries => "list_hook_deliveries",
             Self::RedeliverHookDelivery => "redeliver_hook_delivery",
+            Self::GetApp => "get_app",
         }
     }
 }

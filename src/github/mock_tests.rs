@@ -512,10 +512,20 @@ async fn created_then_unchanged() {
         assert_eq!(outcome, CommentUpsert::Created { comment_id: 11 });
     }
 
+    // The bot comment names no App: its login is compared with the App's own.
+    Mock::given(method("GET"))
+        .and(path("/app"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({ "id": APP_ID, "slug": "sitg-bot" })),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
     Mock::given(method("GET"))
         .and(path(COMMENTS))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!([
             { "id": 3, "body": "hello" },
+            { "id": 9, "body": marked_body("other"), "user": { "login": "other-app[bot]", "type": "Bot" } },
             { "id": 11, "body": marked_body("gate"), "user": { "login": "sitg-bot[bot]", "type": "Bot" } }
         ])))
         .expect(1)

@@ -13,6 +13,7 @@ mod dashboard_prometheus;
 mod drill_backend_outage;
 mod drill_github_faults;
 mod drill_sigterm;
+mod foreign_comments;
 mod gate_latency;
 mod outbox_e2e;
 mod outbox_lag;

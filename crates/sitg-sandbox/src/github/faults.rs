@@ -29,13 +29,15 @@ pub enum Route {
     ListHookDeliveries,
     /// `POST /app/hook/deliveries/{delivery_id}/attempts` (App JWT)
     RedeliverHookDelivery,
+    /// `GET /app`: the authenticated App (App JWT)
+    GetApp,
     /// Anything else (answered 404).
     Unknown,
 }
 
 impl Route {
     /// Every served route.
-    pub const ALL: [Route; 10] = [
+    pub const ALL: [Route; 11] = [
         Route::CreateInstallationToken,
         Route::GetRepoInstallation,
         Route::ListIssueComments,
@@ -46,6 +48,7 @@ impl Route {
         Route::ListInstallationRepositories,
         Route::ListHookDeliveries,
         Route::RedeliverHookDelivery,
+        Route::GetApp,
     ];
 
     /// True for routes authenticated with the App JWT rather than an installation token.
@@ -56,6 +59,7 @@ impl Route {
                 | Self::GetRepoInstallation
                 | Self::ListHookDeliveries
                 | Self::RedeliverHookDelivery
+                | Self::GetApp
         )
     }
 
@@ -83,6 +87,7 @@ impl Route {
             ("GET", "/installation/repositories") => Self::ListInstallationRepositories,
             ("GET", "/app/hook/deliveries") => Self::ListHookDeliveries,
             ("POST", "/app/hook/deliveries/{delivery_id}/attempts") => Self::RedeliverHookDelivery,
+            ("GET", "/app") => Self::GetApp,
             _ => Self::Unknown,
         }
     }

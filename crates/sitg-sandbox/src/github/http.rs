@@ -74,6 +74,7 @@ pub(super) fn router(sim: GitHubSim) -> Router {
             "/app/installations/{installation_id}/access_tokens",
             post(create_installation_token),
         )
+        .route("/app", get(get_app))
         .route(
             "/repos/{owner}/{repo}/installation",
             get(get_repo_installation),
@@ -474,6 +475,19 @@ async fn create_installation_token(
         "repository_selection": "selected",
     });
     Ok(json(StatusCode::CREATED, &body))
+}
+
+/// `GET /app` (App JWT): the App itself, whose `slug` names its bot account
+/// (`{slug}[bot]`, the author of the comments it writes).
+async fn get_app(State(sim): State<GitHubSim>, headers: HeaderMap) -> Reply {
+    sim.require_app_jwt(&headers)?;
+    sim.faults(None, Route::GetApp).await?;
+    let api = api_base(&sim, &headers);
+    let config = &sim.shared;
+    Ok(json(
+        StatusCode::OK,
+        &shapes::app(&api, config.app_id, &config.app_slug),
+    ))
 }
 
 async fn get_repo_installation(

@@ -5,6 +5,7 @@
 //!
 //! | route | auth |
 //! | --- | --- |
+//! | `GET /app` → 200 the App (`id`, `slug`: its bot account is `{slug}[bot]`) | App JWT |
 //! | `POST /app/installations/{id}/access_tokens` → 201 token, 404 unknown installation | App JWT |
 //! | `GET /repos/{owner}/{repo}/installation` → 200 installation, 404 | App JWT |
 //! | `GET /repos/{owner}/{repo}/issues/{n}/comments?per_page=&page=` (+ `Link`) | installation token |
@@ -411,6 +412,9 @@ impl GitHubSim {
     }
 
     /// Adds one comment as `author_login` (a bot when it ends in `[bot]`) created at `at`.
+    /// Like every comment here it names no App (`performed_via_github_app: null`), so
+    /// another App's bot (`other-app[bot]`) carrying our marker can be put on a pull
+    /// request.
     /// Listings order comments by creation time; ids grow in call order, so pass times
     /// in increasing order to keep both orders the same, as they are on GitHub.
     ///

@@ -50,6 +50,27 @@ pub(crate) fn comment(api: &str, repo: &Repo, c: &Comment) -> Value {
     })
 }
 
+/// `GET /app`: the authenticated App.
+pub(crate) fn app(api: &str, app_id: u64, slug: &str) -> Value {
+    let owner_id = 9_999_999;
+    json!({
+        "id": app_id,
+        "slug": slug,
+        "node_id": format!("A_kwDO{app_id}"),
+        "client_id": format!("Iv1.{app_id:016x}"),
+        "owner": user(api, "sitg-dev", owner_id, "Organization"),
+        "name": slug,
+        "description": "",
+        "external_url": "https://sitg.io",
+        "html_url": format!("https://github.com/apps/{slug}"),
+        "created_at": "2024-01-01T00:00:00Z",
+        "updated_at": "2024-01-01T00:00:00Z",
+        "permissions": token_permissions(),
+        "events": ["installation", "installation_repositories", "pull_request"],
+        "installations_count": 1,
+    })
+}
+
 pub(crate) fn installation(api: &str, app_id: u64, app_slug: &str, i: &Installation) -> Value {
     json!({
         "id": i.id,
