@@ -5,6 +5,7 @@
 //! - [`contract`]: what the worker and the operator must agree on: environment variable
 //!   names, defaults and ranges, metric names, shared value types.
 //! - [`secret`]: a wrapper that keeps secret values out of `Debug`, logs and errors.
+//! - [`redact`]: credentials by value, removed from every log line and peer text.
 //! - [`backend`]: the SITG backend's `/internal/v2` client (request signing, contract types).
 //! - [`github`]: GitHub App authentication (JWT, installation access tokens) and the REST
 //!   calls the outbox needs, with rate-limit handling.
@@ -24,6 +25,7 @@ pub mod metrics;
 pub mod operator;
 pub mod outbox;
 pub mod probe;
+pub mod redact;
 pub mod redelivery;
 pub mod secret;
 pub mod telemetry;

@@ -1,10 +1,31 @@
 //! Log set-up: one JSON object per line on stdout (or readable text), written off the
-//! request path by a background thread.
+//! request path by a background thread, with every registered credential redacted
+//! ([`crate::redact`]).
+
+use std::io::Write;
 
 use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::EnvFilter;
 
 use crate::contract::LogFormat;
+
+/// Stdout behind the redaction of every line ([`crate::redact::redact`]). The log
+/// queue hands each formatted line over in one `write_all`, so a credential is never
+/// split across two calls.
+struct RedactingStdout;
+
+impl Write for RedactingStdout {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        let redacted = crate::redact::redact(&text);
+        std::io::stdout().lock().write_all(redacted.as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stdout().flush()
+    }
+}
 
 /// Installs the global subscriber. Keep the returned guard alive for the life of the
 /// process: dropping it flushes buffered lines.
@@ -12,7 +33,8 @@ use crate::contract::LogFormat;
 /// The level comes from `RUST_LOG`, else `default_level` (`info` for workers; also when
 /// `RUST_LOG` does not parse, which is logged as `log_filter_invalid`). Lines carry a timestamp, the
 /// level, an `event` name and structured context; secrets never enter them because the
-/// types holding secrets print `[redacted]`.
+/// types holding secrets print `[redacted]`, and every line is redacted of the
+/// credentials registered in [`crate::redact`] before it is written.
 pub fn init(format: LogFormat, default_level: &str) -> WorkerGuard {
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         // Under a log flood, lose lines rather than stall webhook handling.
@@ -21,7 +43,7 @@ pub fn init(format: LogFormat, default_level: &str) -> WorkerGuard {
         // cost 4 MB of resident memory on an idle worker. 8,192 lines hold over a
         // second of log at thousands of webhooks per second; the writer drains faster.
         .buffered_lines_limit(8_192)
-        .finish(std::io::stdout());
+        .finish(RedactingStdout);
     // A filter that does not parse must not silence the process, nor pass unnoticed.
     let (filter, invalid) = match std::env::var("RUST_LOG") {
         Ok(raw) if !raw.trim().is_empty() => match EnvFilter::try_new(&raw) {

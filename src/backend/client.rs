@@ -26,6 +26,9 @@ const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANU
     .remove(b'.')
     .remove(b'~');
 
+/// The most bytes of a backend `error.code` kept (the contract's codes are short).
+const MAX_ERROR_CODE_BYTES: usize = 64;
+
 /// Settings of a [`BackendClient`].
 #[derive(Debug, Clone)]
 pub struct BackendConfig {
@@ -243,6 +246,11 @@ impl BackendClient {
     /// Builds the client and registers its metrics in `registry`.
     pub fn new(config: BackendConfig, registry: &Registry) -> Result<Self, BackendSetupError> {
         crate::tls::install_crypto_provider();
+        // Credentials by value, so no log line or report can carry them out.
+        crate::redact::remember("BACKEND_INTERNAL_HMAC_SECRET", config.hmac_secret.expose());
+        if let Some(token) = &config.service_token {
+            crate::redact::remember("BACKEND_SERVICE_TOKEN", token.expose());
+        }
         let http = reqwest::Client::builder()
             .user_agent(config.user_agent)
             .connect_timeout(Duration::from_secs(3))
@@ -417,6 +425,14 @@ impl BackendClient {
         // so an odd id can never address another endpoint.
         let encoded = percent_encoding::utf8_percent_encode(action_id, PATH_SEGMENT);
         let path = format!("/internal/v2/bot-actions/{encoded}/result");
+        // The message may quote a peer (a GitHub error): no credential leaves with it.
+        let request = &ResultRequest {
+            failure_message: request
+                .failure_message
+                .as_deref()
+                .map(|m| crate::redact::peer_text(m, &[])),
+            ..request.clone()
+        };
         match self
             .post::<_, ResultResponse>("result", &path, &message.to_string(), request, policy)
             .await
@@ -532,6 +548,10 @@ impl BackendClient {
         // A fresh signature for every attempt: the backend refuses a replayed one.
         let timestamp = inner.clock.reserve(message).await;
         let auth = inner.signer.headers(timestamp, message);
+        // Whatever the backend (or a proxy before it) answers is redacted of this
+        // attempt's signature as well as of every registered credential.
+        let signature = auth.signature.clone();
+        let sent: [&str; 1] = [&signature];
         let mut request = inner
             .http
             .post(url)
@@ -562,7 +582,7 @@ impl BackendClient {
                 return Err(BackendError::Transport {
                     endpoint,
                     // reqwest's message names the URL, which carries no secret here.
-                    reason: error_chain(&e),
+                    reason: crate::redact::peer_text(&error_chain(&e), &sent),
                 });
             }
         };
@@ -579,19 +599,32 @@ impl BackendClient {
             .await
             .map_err(|e| BackendError::Transport {
                 endpoint,
-                reason: error_chain(&e),
+                reason: crate::redact::peer_text(&error_chain(&e), &sent),
             })?;
         if status.is_success() {
+            // serde's message may quote a value of the body.
             return serde_json::from_slice(&bytes).map_err(|e| BackendError::Decode {
                 endpoint,
-                reason: e.to_string(),
+                reason: crate::redact::peer_text(&e.to_string(), &sent),
             });
         }
+        // Only the contract's `error.code` and `error.message` are kept, redacted and
+        // capped; any other body (a proxy's page that may echo the request) is never
+        // kept, only its size.
         let (code, message) = match serde_json::from_slice::<ErrorBody>(&bytes) {
-            Ok(body) => (body.error.code, body.error.message),
+            Ok(body) => (
+                crate::redact::cap(
+                    crate::redact::peer_text(&body.error.code, &sent),
+                    MAX_ERROR_CODE_BYTES,
+                ),
+                crate::redact::peer_text(&body.error.message, &sent),
+            ),
             Err(_) => (
                 format!("HTTP_{}", status.as_u16()),
-                String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned(),
+                format!(
+                    "error body is not the contract's JSON ({} bytes, not shown)",
+                    bytes.len()
+                ),
             ),
         };
         Err(BackendError::Status {

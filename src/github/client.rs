@@ -32,8 +32,6 @@ pub(super) const PER_PAGE: &str = "100";
 /// Pages followed before giving up on a list (100 items each): a guard against a
 /// `Link` chain that never ends, far above any real pull request or installation.
 pub(super) const MAX_PAGES: usize = 500;
-/// Characters of a GitHub error message kept in our errors and logs.
-const MAX_MESSAGE_CHARS: usize = 300;
 
 /// What [`GitHubClient::upsert_marked_comment`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -233,6 +231,7 @@ impl GitHubClient {
     /// base URL that is not http(s) with a host, or metrics already registered.
     pub fn new(config: GitHubConfig, registry: &prometheus::Registry) -> Result<Self, GitHubError> {
         crate::tls::install_crypto_provider();
+        crate::redact::remember("GITHUB_APP_PRIVATE_KEY", config.private_key_pem.expose());
         let key = parse_app_private_key(&config.private_key_pem)?;
         let api_base = api_base(config.api_base_url)?;
 
@@ -829,6 +828,7 @@ impl GitHubClient {
                 "installation access token answer lacks token or expires_at".to_owned(),
             )
         })?;
+        crate::redact::remember_rotating(&format!("installation_token:{target}"), &minted.token);
         self.inner.metrics.token_minted();
         info!(
             event = "installation_access_token_minted",
@@ -1083,8 +1083,10 @@ pub(super) fn too_many_pages(what: &str) -> GitHubError {
     GitHubError::InvalidResponse(format!("{what}: more than {MAX_PAGES} pages"))
 }
 
-/// GitHub's error `message` (with its `errors` details when present), or the start of
-/// a non-JSON body.
+/// GitHub's error `message` (with its `errors` details when present), redacted of every
+/// credential the process holds and capped ([`crate::redact::peer_text`]). Any other
+/// body (a proxy's or an Enterprise front end's page, which may echo the request) is
+/// never kept: only its size is.
 fn error_message(body: &[u8]) -> String {
     let text = match serde_json::from_slice::<ErrorBody>(body) {
         Ok(ErrorBody {
@@ -1094,9 +1096,14 @@ fn error_message(body: &[u8]) -> String {
             Some(errors) => format!("{message}: {errors}"),
             None => message,
         },
-        _ => String::from_utf8_lossy(body).into_owned(),
+        _ => {
+            return format!(
+                "error body is not GitHub's JSON ({} bytes, not shown)",
+                body.len()
+            );
+        }
     };
-    text.chars().take(MAX_MESSAGE_CHARS).collect()
+    crate::redact::peer_text(&text, &[])
 }
 
 #[cfg(test)]
@@ -1154,7 +1161,12 @@ mod tests {
             m.starts_with("Validation Failed: ") && m.contains("body is too long"),
             "{m}"
         );
-        assert_eq!(error_message(b"plain text"), "plain text");
-        assert_eq!(error_message(&[b'x'; 1000]).len(), MAX_MESSAGE_CHARS);
+        // A body that is not GitHub's JSON is never quoted.
+        assert_eq!(
+            error_message(b"plain text"),
+            "error body is not GitHub's JSON (10 bytes, not shown)"
+        );
+        let long = json!({ "message": "x".repeat(1000) }).to_string();
+        assert!(error_message(long.as_bytes()).len() <= crate::redact::MAX_PEER_TEXT_BYTES);
     }
 }

@@ -164,6 +164,7 @@ impl AppJwtSigner {
         }
         let claims = app_jwt_claims(self.app_id, now);
         let token = SecretString::new(sign(&self.key, &claims)?);
+        crate::redact::remember_rotating("app_jwt", token.expose());
         *cached = Some(CachedJwt {
             token: token.clone(),
             refresh_after: claims.exp - JWT_REFRESH_MARGIN_SECS,

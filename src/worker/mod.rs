@@ -57,6 +57,10 @@ pub struct Listeners {
 /// Builds the shared state from `config`: parses the App key once, creates the clients
 /// and registers every metric.
 pub fn build_state(config: &WorkerConfig) -> Result<AppState, WorkerError> {
+    crate::redact::remember("GITHUB_WEBHOOK_SECRET", config.webhook_secret.expose());
+    if let Some(previous) = &config.webhook_secret_previous {
+        crate::redact::remember("GITHUB_WEBHOOK_SECRET_PREVIOUS", previous.expose());
+    }
     parse_app_private_key(&config.github_app_private_key).map_err(WorkerError::PrivateKey)?;
     let metrics = WorkerMetrics::new()?;
     let github = GitHubClient::new(

@@ -19,5 +19,6 @@ mod outbox_e2e;
 mod outbox_lag;
 mod prop_webhook;
 mod redelivery_e2e;
+mod secret_redaction;
 mod verify_e2e;
 mod webhook_e2e;

@@ -67,14 +67,21 @@ async fn faults_and_accounting(
         sim.shared.state.lock().stats.count_request(endpoint);
     }
 
-    let (latency, fault) = sim.shared.faults.lock().next_request();
+    let (latency, fault, echo) = {
+        let mut faults = sim.shared.faults.lock();
+        let echo = faults.take_echo();
+        let (latency, fault) = faults.next_request();
+        (latency, fault, echo)
+    };
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
     let response = match fault {
         Some(status) => error(status, fault_code(status), "injected fault"),
+        None if echo => echo_request(&sim, req).await,
         None => next.run(req).await,
     };
+    let fault = fault.or(echo.then_some(StatusCode::BAD_GATEWAY));
 
     if let Some(endpoint) = endpoint {
         let mut state = sim.shared.state.lock();
@@ -85,6 +92,32 @@ async fn faults_and_accounting(
     }
     sim.shared.changes.bump();
     response
+}
+
+/// 502 whose `error.message` quotes the whole request (line, headers, body), as some
+/// proxies' error pages do; records the credential headers it sent back.
+async fn echo_request(sim: &BackendSim, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let body = axum::body::to_bytes(body, 1024 * 1024)
+        .await
+        .unwrap_or_default();
+    let mut text = format!("{} {} HTTP/1.1\n", parts.method, parts.uri);
+    let mut credentials = Vec::new();
+    for (name, value) in &parts.headers {
+        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        if name == http::header::AUTHORIZATION || name.as_str() == "x-sitg-signature" {
+            credentials.push(value.clone());
+        }
+        text.push_str(&format!("{name}: {value}\n"));
+    }
+    text.push('\n');
+    text.push_str(&String::from_utf8_lossy(&body));
+    sim.shared.faults.lock().echoed.extend(credentials);
+    error(
+        StatusCode::BAD_GATEWAY,
+        "BAD_GATEWAY",
+        &format!("upstream connect error; the request was: {text}"),
+    )
 }
 
 fn fault_code(status: StatusCode) -> &'static str {

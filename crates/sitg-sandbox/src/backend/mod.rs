@@ -197,9 +197,19 @@ struct Faults {
     unavailable: bool,
     latency: Duration,
     fail_next: u32,
+    echo_next: u32,
+    /// Credential header values (`authorization`, `x-sitg-signature`) sent back in echoes.
+    echoed: Vec<String>,
 }
 
 impl Faults {
+    /// Whether the next request is answered with an echo of itself.
+    fn take_echo(&mut self) -> bool {
+        let echo = self.echo_next > 0 && !self.unavailable;
+        self.echo_next = self.echo_next.saturating_sub(u32::from(echo));
+        echo
+    }
+
     /// Latency to add and the fault status (if any) for the next request.
     fn next_request(&mut self) -> (Duration, Option<StatusCode>) {
         let fault = if self.unavailable {
@@ -343,6 +353,19 @@ impl BackendSim {
     pub fn fail_next_requests(&self, n: u32) {
         self.shared.faults.lock().fail_next = n;
         self.shared.changes.bump();
+    }
+
+    /// The next `n` requests get 502 `BAD_GATEWAY` whose `error.message` echoes the
+    /// request line, every header and the body, as a misconfigured proxy in front of
+    /// the backend does (nothing processed, no signature recorded).
+    pub fn echo_next_requests(&self, n: u32) {
+        self.shared.faults.lock().echo_next = n;
+        self.shared.changes.bump();
+    }
+
+    /// The `authorization` and `x-sitg-signature` values sent back by echoes so far.
+    pub fn echoed_credentials(&self) -> Vec<String> {
+        self.shared.faults.lock().echoed.clone()
     }
 
     /// Waits until `condition` holds, re-checking after every state change and request,

@@ -113,6 +113,16 @@ pub enum Fault {
     },
     /// Delay the request, then serve it normally. Several latency rules add up.
     Latency(Duration),
+    /// `status` with a body that quotes the request (line and every header, the
+    /// `authorization` credential included), as some proxies and GitHub Enterprise
+    /// front ends do: GitHub's JSON error shape with the quote in `message` when `json`,
+    /// else a `text/html` page.
+    EchoRequest {
+        /// The answer's status (e.g. 403, 422, 502).
+        status: u16,
+        /// GitHub's JSON shape rather than an HTML page.
+        json: bool,
+    },
 }
 
 /// When a rule stops applying.

@@ -153,6 +153,9 @@ async fn headers_and_accounting(
             .get(name)
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
     };
+    // Kept for an echo fault, which quotes the request line and headers.
+    let request_line = format!("{} {} HTTP/1.1", req.method(), req.uri());
+    let request_headers = headers.clone();
     let user_agent = value(&header::USER_AGENT).filter(|v| !v.trim().is_empty());
     let accept = value(&header::ACCEPT);
     let version = value(&HeaderName::from_static("x-github-api-version"));
@@ -194,6 +197,22 @@ async fn headers_and_accounting(
     } else {
         next.run(req).await
     };
+
+    if let Some(echo) = response.extensions().get::<EchoPending>().copied() {
+        let mut quoted = format!("{request_line}\n");
+        for (name, value) in &request_headers {
+            let value = String::from_utf8_lossy(value.as_bytes());
+            if name == header::AUTHORIZATION {
+                sim.shared
+                    .state
+                    .lock()
+                    .echoed_credentials
+                    .push(value.clone().into_owned());
+            }
+            quoted.push_str(&format!("{name}: {value}\n"));
+        }
+        response = echo_response(response.status(), echo.json, &quoted);
+    }
 
     add_standard_headers(response.headers_mut());
     sim.shared
@@ -276,9 +295,41 @@ fn fault_response(fault: Fault, installation: Option<i64>) -> Response {
             headers.insert("x-ratelimit-reset", HeaderValue::from(reset));
             r
         }
+        // The middleware, which still holds the request's headers, writes the body.
+        Fault::EchoRequest { status, json } => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+            let mut r = status.into_response();
+            r.extensions_mut().insert(EchoPending { json });
+            r
+        }
         // Latency never ends a request by itself.
         Fault::Latency(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "Server Error", DOCS),
     }
+}
+
+/// Marks a response whose body must quote the request ([`Fault::EchoRequest`]).
+#[derive(Clone, Copy)]
+struct EchoPending {
+    json: bool,
+}
+
+/// The body of an echo: the request line and every header, in the chosen shape.
+fn echo_response(status: StatusCode, json_shape: bool, quoted: &str) -> Response {
+    if json_shape {
+        return error(
+            status,
+            &format!("Upstream request failed. Request was:\n{quoted}"),
+            DOCS,
+        );
+    }
+    let page = format!(
+        "<html><head><title>{status}</title></head><body><h1>{status}</h1>\
+         <p>The upstream server refused the request.</p><pre>{quoted}</pre></body></html>\n"
+    );
+    let mut r = (status, page).into_response();
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+    r
 }
 
 /// `Authorization: Bearer X` or `token X` (GitHub accepts both schemes).

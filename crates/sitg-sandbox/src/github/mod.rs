@@ -247,6 +247,8 @@ struct State {
     store: Store,
     stats: GitHubStats,
     writes: VecDeque<GitHubWrite>,
+    /// `authorization` values quoted by [`Fault::EchoRequest`] answers.
+    echoed_credentials: Vec<String>,
 }
 
 impl State {
@@ -310,6 +312,7 @@ impl GitHubSim {
                     store: Store::new(config.auto_create_pull_requests),
                     stats: GitHubStats::default(),
                     writes: VecDeque::new(),
+                    echoed_credentials: Vec::new(),
                 }),
                 faults: Mutex::new(FaultSet::default()),
                 changes: Changes::new(),
@@ -485,6 +488,12 @@ impl GitHubSim {
     /// oldest first; the last 10,000 are kept.
     pub fn writes(&self) -> Vec<GitHubWrite> {
         self.read(|s| s.writes.iter().cloned().collect())
+    }
+
+    /// The `authorization` header values ("Bearer …") that [`Fault::EchoRequest`]
+    /// answers quoted back, oldest first.
+    pub fn echoed_credentials(&self) -> Vec<String> {
+        self.read(|s| s.echoed_credentials.clone())
     }
 
     /// A snapshot of the counters.
