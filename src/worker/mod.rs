@@ -63,6 +63,8 @@ pub fn build_state(config: &WorkerConfig) -> Result<AppState, WorkerError> {
     }
     parse_app_private_key(&config.github_app_private_key).map_err(WorkerError::PrivateKey)?;
     let metrics = WorkerMetrics::new()?;
+    crate::telemetry::register_metrics(&metrics.registry)
+        .map_err(crate::metrics::MetricsError::from)?;
     let github = GitHubClient::new(
         GitHubConfig {
             api_base_url: config.github_api_base_url.clone(),

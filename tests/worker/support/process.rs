@@ -68,6 +68,18 @@ impl Drop for WorkerProcess {
 /// Spawns `sitg-bot worker` with `peers.worker_env(..)` plus `overrides` (a value of ""
 /// removes the variable) and waits until `/readyz` answers 200.
 pub async fn spawn_worker(peers: &Peers, overrides: &[(&str, &str)]) -> WorkerProcess {
+    spawn_worker_logging(peers, overrides, "info", true).await
+}
+
+/// [`spawn_worker`] at log level `rust_log`; with `read_stdout` false nobody reads the
+/// worker's stdout (a pipe that fills up: back-pressure) until
+/// [`WorkerProcess::read_stdout`] is called.
+pub async fn spawn_worker_logging(
+    peers: &Peers,
+    overrides: &[(&str, &str)],
+    rust_log: &str,
+    read_stdout: bool,
+) -> WorkerProcess {
     let port = free_port();
     let worker_id = format!("e2e-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let mut env: BTreeMap<String, String> = peers.worker_env(port, &worker_id);
@@ -78,35 +90,41 @@ pub async fn spawn_worker(peers: &Peers, overrides: &[(&str, &str)]) -> WorkerPr
             env.insert((*k).to_owned(), (*v).to_owned());
         }
     }
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sitg-bot"))
+    let child = Command::new(env!("CARGO_BIN_EXE_sitg-bot"))
         .arg("worker")
         .env_clear()
         .envs(&env)
-        .env("RUST_LOG", "info")
+        .env("RUST_LOG", rust_log)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .expect("worker binary starts");
-    let logs = Arc::new(Mutex::new(Vec::new()));
-    if let Some(stdout) = child.stdout.take() {
-        let logs = Arc::clone(&logs);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                logs.lock().unwrap().push(line);
-            }
-        });
-    }
-    let worker = WorkerProcess {
+    let mut worker = WorkerProcess {
         child,
         port,
-        logs,
+        logs: Arc::new(Mutex::new(Vec::new())),
         client: reqwest::Client::new(),
     };
+    if read_stdout {
+        worker.read_stdout();
+    }
     worker.wait_ready(Duration::from_secs(20)).await;
     worker
 }
 
 impl WorkerProcess {
+    /// Starts collecting stdout lines into [`WorkerProcess::logs`] (once; later calls
+    /// do nothing). Returns the reader thread, which ends at the worker's exit.
+    pub fn read_stdout(&mut self) -> Option<std::thread::JoinHandle<()>> {
+        let stdout = self.child.stdout.take()?;
+        let logs = Arc::clone(&self.logs);
+        Some(std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                logs.lock().unwrap().push(line);
+            }
+        }))
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
