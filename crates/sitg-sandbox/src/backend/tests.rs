@@ -542,3 +542,23 @@ async fn wait_for_sees_changes_made_through_http() {
     h.report_at(&id.to_string(), "w1", "SUCCEEDED", now()).await;
     assert!(waiter.await.unwrap());
 }
+
+#[tokio::test]
+async fn an_echo_fault_quotes_the_signed_request_and_processes_nothing() {
+    let h = Harness::default().await;
+    h.sim.enqueue_action(upsert(1));
+    h.sim.echo_next_requests(1);
+    let timestamp = now();
+    let response = h.claim_at("w1", 1, timestamp).await;
+    assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "BAD_GATEWAY");
+    let signature = sign(SECRET, timestamp, "bot-actions-claim:w1");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains(&signature), "{message}");
+    assert!(message.contains("\"worker_id\":\"w1\""), "{message}");
+    assert_eq!(h.sim.echoed_credentials(), vec![signature]);
+    // Nothing was claimed and the signature was not spent on the backend.
+    assert_eq!(h.sim.pending_count(), 1);
+    assert_eq!(h.claim("w1", 1).await.len(), 1);
+}

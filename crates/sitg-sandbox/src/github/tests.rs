@@ -801,3 +801,63 @@ async fn listings_order_comments_by_creation_time() {
     let ids: Vec<u64> = page.iter().map(|c| c["id"].as_u64().unwrap()).collect();
     assert_eq!(ids, [older, newer]);
 }
+
+#[tokio::test]
+async fn get_app_names_the_slug_with_the_app_jwt_only() {
+    let h = Harness::default().await;
+    let response = h.get("/app", &good_jwt()).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["id"], APP_ID);
+    assert_eq!(body["slug"], "sitg-bot");
+    let token = h.token(INSTALLATION).await;
+    assert_eq!(
+        h.get("/app", &token).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(h.sim.stats().requests_to(Route::GetApp), 2);
+}
+
+#[tokio::test]
+async fn echo_faults_quote_the_request_and_record_the_credential() {
+    let h = Harness::default().await;
+    let token = h.token(INSTALLATION).await;
+    h.sim.inject(
+        FaultRule::new(Fault::EchoRequest {
+            status: 403,
+            json: false,
+        })
+        .route(Route::ListIssueComments)
+        .next(1),
+    );
+    h.sim.inject(
+        FaultRule::new(Fault::EchoRequest {
+            status: 422,
+            json: true,
+        })
+        .route(Route::ListIssueComments)
+        .next(1),
+    );
+    let page = h.get("/repos/org/repo/issues/1/comments", &token).await;
+    assert_eq!(page.status(), StatusCode::FORBIDDEN);
+    let text = page.text().await.unwrap();
+    assert!(text.contains(&format!("Bearer {token}")), "{text}");
+    let json = h.get("/repos/org/repo/issues/1/comments", &token).await;
+    assert_eq!(json.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body: Value = json.json().await.unwrap();
+    assert!(
+        body["message"].as_str().unwrap().contains(&token),
+        "{body}"
+    );
+    assert_eq!(
+        h.sim.echoed_credentials(),
+        vec![format!("Bearer {token}"), format!("Bearer {token}")]
+    );
+    // Served normally once the counted faults are spent.
+    assert_eq!(
+        h.get("/repos/org/repo/issues/1/comments", &token)
+            .await
+            .status(),
+        StatusCode::OK
+    );
+}
