@@ -845,10 +845,7 @@ async fn echo_faults_quote_the_request_and_record_the_credential() {
     let json = h.get("/repos/org/repo/issues/1/comments", &token).await;
     assert_eq!(json.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let body: Value = json.json().await.unwrap();
-    assert!(
-        body["message"].as_str().unwrap().contains(&token),
-        "{body}"
-    );
+    assert!(body["message"].as_str().unwrap().contains(&token), "{body}");
     assert_eq!(
         h.sim.echoed_credentials(),
         vec![format!("Bearer {token}"), format!("Bearer {token}")]
