@@ -15,6 +15,7 @@ mod drill_github_faults;
 mod drill_sigterm;
 mod gate_latency;
 mod outbox_e2e;
+mod outbox_hardening;
 mod outbox_lag;
 mod prop_webhook;
 mod redelivery_e2e;
