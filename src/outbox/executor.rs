@@ -351,6 +351,35 @@ mod tests {
         assert_eq!(p.hold_for(u32::MAX), Duration::from_secs(60));
     }
 
+    #[tokio::test]
+    async fn slots_count_waiters_and_holders_and_free_on_drop_or_stop() {
+        let slots = Slots::new(1);
+        let stop = CancellationToken::new();
+        let first = slots.acquire(&stop).await.expect("a free slot");
+        assert_eq!(slots.busy(), 1);
+        let waiting = slots.acquire(&stop);
+        tokio::pin!(waiting);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), &mut waiting)
+                .await
+                .is_err(),
+            "the only slot is taken"
+        );
+        assert_eq!(slots.busy(), 2, "a waiter counts as busy");
+        drop(first);
+        let second = waiting.await.expect("the freed slot");
+        assert_eq!(slots.busy(), 1);
+        stop.cancel();
+        assert!(slots.acquire(&stop).await.is_none());
+        assert_eq!(
+            slots.busy(),
+            1,
+            "a waiter stopped by shutdown no longer counts"
+        );
+        drop(second);
+        assert_eq!(slots.busy(), 0);
+    }
+
     #[test]
     fn reports_follow_the_error_class() {
         let r = Report::from_error(&GitHubError::InstallationNotFound { installation_id: 1 });
