@@ -252,8 +252,9 @@ async fn an_hour_long_rate_limit_causes_no_claim_loop() {
     assert!(
         peers
             .backend
-            .wait_for(Duration::from_secs(10), |b| b.stats().faults_served == 0
-                && !b.stats().claim_requests_at.is_empty())
+            .wait_for(Duration::from_secs(10), |b| {
+                !b.stats().claim_requests_at.is_empty()
+            })
             .await
     );
     let first = peers.backend.stats().claim_requests_at[0];
