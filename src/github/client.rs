@@ -307,7 +307,10 @@ impl GitHubClient {
     ///
     /// # Errors
     /// [`GitHubError::ValidationFailed`] when `marker` is blank or missing from `body`
-    /// (no request is made); otherwise any [`GitHubError`].
+    /// (no request is made); [`GitHubError::PaginationLoop`] when the comment pages'
+    /// `Link` chain revisits a page or runs past what the issue's comment count
+    /// (`GET /repos/{owner}/{repo}/issues/{number}`, read once a second page exists)
+    /// fills, plus one page; otherwise any [`GitHubError`].
     pub async fn upsert_marked_comment(
         &self,
         installation_id: u64,
