@@ -68,7 +68,7 @@ impl RejectReason {
 /// Failure codes the outbox reports (contract §1.5, §2): the `code` label of
 /// `sitg_bot_outbox_action_failures_total`. A code missing here is still counted; its
 /// series only starts at its first failure.
-pub const ACTION_FAILURE_CODES: [&str; 10] = [
+pub const ACTION_FAILURE_CODES: [&str; 12] = [
     crate::outbox::action::INVALID_ACTION_PAYLOAD,
     crate::outbox::action::UNSUPPORTED_ACTION,
     crate::outbox::executor::WORKER_SHUTDOWN,
@@ -79,6 +79,8 @@ pub const ACTION_FAILURE_CODES: [&str; 10] = [
     "GITHUB_VALIDATION_FAILED",
     "GITHUB_NOT_FOUND",
     "GITHUB_APP_MISCONFIGURED",
+    "GITHUB_GONE",
+    "GITHUB_PAGINATION_LOOP",
 ];
 
 /// Every metric of one worker, registered in its own [`Registry`].
@@ -115,6 +117,10 @@ pub struct WorkerMetrics {
     pub webhook_body_bytes_reserved: IntGauge,
     /// `sitg_bot_outbox_claim_total`: successful claims.
     pub outbox_claims: IntCounter,
+    /// `sitg_bot_outbox_claim_answers_lost_total`: claims that may have been carried out
+    /// by the backend but whose answer never arrived (timeout, reset, unreadable body):
+    /// each may have left up to `OUTBOX_CLAIM_LIMIT` actions `CLAIMED` by this worker.
+    pub claim_answers_lost: IntCounter,
     /// `sitg_bot_outbox_actions_claimed_total`
     pub actions_claimed: IntCounter,
     /// `sitg_bot_outbox_actions_success_total`
@@ -268,6 +274,11 @@ impl WorkerMetrics {
                 &r,
                 "sitg_bot_outbox_claim_total",
                 "Successful outbox claims",
+            )?,
+            claim_answers_lost: counter(
+                &r,
+                "sitg_bot_outbox_claim_answers_lost_total",
+                "Claims the backend may have carried out whose answer was lost (timeout, reset, unreadable body); their actions stay CLAIMED",
             )?,
             actions_claimed: counter(
                 &r,

@@ -123,6 +123,22 @@ impl BackendError {
     }
 }
 
+/// A claim that failed. The backend marks actions `CLAIMED` before it answers, so when
+/// the request may have reached it (`answer_lost`), up to `limit` actions may now be
+/// held by this worker without it knowing their ids.
+#[derive(Debug, thiserror::Error)]
+#[error("{error}")]
+pub struct ClaimError {
+    /// What went wrong.
+    pub error: BackendError,
+    /// True when the request was (or may have been) received and processed: the attempt
+    /// got past connecting and no answer of the backend says the claim was refused
+    /// (attempt timeout, connection reset while waiting or mid-body, a 2xx whose body
+    /// does not parse, a proxy's 502/504). False for connection failures and for the
+    /// backend's own error answers.
+    pub answer_lost: bool,
+}
+
 #[derive(Clone)]
 struct Metrics {
     requests: IntCounterVec,
@@ -370,26 +386,43 @@ impl BackendClient {
     }
 
     /// Claims up to `limit` pending actions for `worker_id` (contract §1.4).
+    ///
+    /// The caller should use a policy of one attempt: a claim whose answer was lost
+    /// must not be sent again at once, since every resend can strand another batch.
+    ///
+    /// # Errors
+    /// [`ClaimError`], saying whether the claim may have been carried out anyway.
     pub async fn claim(
         &self,
         worker_id: &str,
         limit: u32,
         policy: CallPolicy,
-    ) -> Result<Vec<ClaimedAction>, BackendError> {
+    ) -> Result<Vec<ClaimedAction>, ClaimError> {
         let body = ClaimRequest {
             worker_id: worker_id.to_owned(),
             limit,
         };
-        let message = SignedMessage::Claim { worker_id };
+        let message = SignedMessage::Claim { worker_id }.to_string();
+        let reached = AtomicBool::new(false);
         let resp: ClaimResponse = self
-            .call(
+            .post_noting(
                 "claim",
                 "/internal/v2/bot-actions/claim",
-                message,
+                &message,
                 &body,
                 policy,
+                &reached,
             )
-            .await?;
+            .await
+            .map(|(resp, _)| resp)
+            .map_err(|(error, _)| {
+                let answer_lost = reached.load(Ordering::Relaxed)
+                    && match &error {
+                        BackendError::Status { status, .. } => matches!(status, 502 | 504),
+                        _ => true,
+                    };
+                ClaimError { error, answer_lost }
+            })?;
         Ok(resp
             .actions
             .into_iter()
@@ -439,6 +472,17 @@ impl BackendClient {
         {
             Ok((resp, _)) => Ok(Some(resp)),
             Err((BackendError::Status { status: 409, .. }, attempts)) if attempts > 1 => Ok(None),
+            // A 2xx is the backend's acceptance even when its body is not the contract's
+            // (a proxy rewrote it): the action is no longer ours to report.
+            Err((err @ BackendError::Decode { .. }, attempts)) if attempts > 0 => {
+                tracing::warn!(
+                    event = "action_report_answer_unreadable",
+                    action_id,
+                    error = %err,
+                    "the backend accepted the result (2xx) with a body that is not the contract's"
+                );
+                Ok(None)
+            }
             Err((e, _)) => Err(e),
         }
     }
@@ -483,6 +527,22 @@ impl BackendClient {
         body: &Req,
         policy: CallPolicy,
     ) -> Result<(Resp, usize), (BackendError, usize)> {
+        let reached = AtomicBool::new(false);
+        self.post_noting(endpoint, path, message, body, policy, &reached)
+            .await
+    }
+
+    /// [`Self::post`], setting `reached` once an attempt got past connecting (its
+    /// request may have been received).
+    async fn post_noting<Req: Serialize + ?Sized, Resp: DeserializeOwned>(
+        &self,
+        endpoint: &'static str,
+        path: &str,
+        message: &str,
+        body: &Req,
+        policy: CallPolicy,
+        reached: &AtomicBool,
+    ) -> Result<(Resp, usize), (BackendError, usize)> {
         let bytes = bytes::Bytes::from(serde_json::to_vec(body).map_err(|e| {
             (
                 BackendError::Decode {
@@ -502,6 +562,7 @@ impl BackendClient {
                 message,
                 bytes.clone(),
                 policy.attempt_timeout,
+                reached,
             )
             .await
         };
@@ -543,6 +604,7 @@ impl BackendClient {
         message: &str,
         body: bytes::Bytes,
         timeout: Duration,
+        reached: &AtomicBool,
     ) -> Result<Resp, BackendError> {
         let inner = &self.inner;
         // A fresh signature for every attempt: the backend refuses a replayed one.
@@ -565,7 +627,13 @@ impl BackendClient {
             request = request.bearer_auth(token.expose());
         }
         let started = Instant::now();
+        // Until the answer (or an error that is not a connection failure) is known, the
+        // request may be on its way: an abandoned attempt counts as reached.
+        let reached_before = reached.swap(true, Ordering::Relaxed);
         let result = request.send().await;
+        if result.as_ref().is_err_and(reqwest::Error::is_connect) {
+            reached.store(reached_before, Ordering::Relaxed);
+        }
         inner
             .metrics
             .duration

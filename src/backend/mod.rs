@@ -6,6 +6,6 @@ pub mod signing;
 pub mod types;
 
 pub use client::{
-    BackendClient, BackendConfig, BackendError, BackendSetupError, CallPolicy, Refusal,
+    BackendClient, BackendConfig, BackendError, BackendSetupError, CallPolicy, ClaimError, Refusal,
 };
 pub use signing::{RequestSigner, SignatureClock, SignedMessage};

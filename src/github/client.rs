@@ -20,7 +20,7 @@ use super::comment::{MarkedComment, UpsertPlan, plan_upsert};
 use super::error::GitHubError;
 use super::jwt::{AppJwtSigner, now_unix_secs, parse_app_private_key};
 use super::metrics::{GitHubMetrics, Route};
-use super::pagination::next_page_url;
+use super::pagination::{PageGuard, next_page_url};
 use super::rate_limit::{PauseBoard, RateLimitKind, rate_limit_pause};
 use super::tokens::{Acquired, MintOutcome, TokenCache};
 use super::{API_VERSION, GitHubConfig};
@@ -29,6 +29,8 @@ use crate::secret::SecretString;
 
 /// GitHub's largest `per_page`.
 pub(super) const PER_PAGE: &str = "100";
+/// [`PER_PAGE`] as a number.
+const PER_PAGE_COUNT: usize = 100;
 /// Pages followed before giving up on a list (100 items each): a guard against a
 /// `Link` chain that never ends, far above any real pull request or installation.
 pub(super) const MAX_PAGES: usize = 500;
@@ -206,6 +208,11 @@ struct AppIdentity {
 }
 
 #[derive(Deserialize)]
+struct IssueCommentCount {
+    comments: usize,
+}
+
+#[derive(Deserialize)]
 struct PullRequestState {
     state: String,
 }
@@ -339,7 +346,10 @@ impl GitHubClient {
     ///
     /// # Errors
     /// [`GitHubError::ValidationFailed`] when `marker` is blank or missing from `body`
-    /// (no request is made); otherwise any [`GitHubError`].
+    /// (no request is made); [`GitHubError::PaginationLoop`] when the comment pages'
+    /// `Link` chain revisits a page or runs past what the issue's comment count
+    /// (`GET /repos/{owner}/{repo}/issues/{number}`, read once a second page exists)
+    /// fills, plus one page; otherwise any [`GitHubError`].
     pub async fn upsert_marked_comment(
         &self,
         installation_id: u64,
@@ -495,7 +505,8 @@ impl GitHubClient {
         ])?;
         url.query_pairs_mut().append_pair("per_page", PER_PAGE);
         let mut marked = Vec::new();
-        for _ in 0..MAX_PAGES {
+        let mut pages = PageGuard::new(&url, MAX_PAGES);
+        loop {
             let reply = self
                 .installation_request(Route::ListComments, Method::GET, url, None, installation)
                 .await?;
@@ -530,12 +541,41 @@ impl GitHubClient {
                     );
                 }
             }
-            match self.next_page(&reply.headers)? {
-                Some(next) => url = next,
-                None => return Ok(marked),
+            let Some(next) = self.next_page(&reply.headers)? else {
+                return Ok(marked);
+            };
+            if pages.pages() == 1 {
+                // More than one page: bound the listing by what the issue's comments
+                // can fill, one page of slack for comments added meanwhile.
+                let count = self
+                    .issue_comment_count(installation, repo, &number)
+                    .await?;
+                pages.limit_to(count.div_ceil(PER_PAGE_COUNT) + 1);
             }
+            pages
+                .admit(&next)
+                .map_err(|e| GitHubError::PaginationLoop {
+                    what: "issue comments",
+                    reason: e.to_string(),
+                })?;
+            url = next;
         }
-        Err(too_many_pages("issue comments"))
+    }
+
+    /// How many comments an issue (or pull request) has.
+    ///
+    /// Per GitHub REST: `GET /repos/{owner}/{repo}/issues/{number}`, its `comments`.
+    async fn issue_comment_count(
+        &self,
+        installation: Installation<'_>,
+        repo: &RepoFullName,
+        number: &str,
+    ) -> Result<usize, GitHubError> {
+        let url = self.endpoint(&["repos", repo.owner(), repo.name(), "issues", number])?;
+        let reply = self
+            .installation_request(Route::GetIssue, Method::GET, url, None, installation)
+            .await?;
+        Ok(parse_json::<IssueCommentCount>(&reply.body, "issue")?.comments)
     }
 
     /// The App's bot account login, `{slug}[bot]`: `GET /app` with the App JWT once per
@@ -901,6 +941,10 @@ impl GitHubClient {
         body: Option<&serde_json::Value>,
     ) -> Result<Reply, GitHubError> {
         let started = Instant::now();
+        // A body-less POST (the token mint) still states its length: strict HTTP/1.1
+        // proxies in front of GitHub Enterprise Server answer 411 without.
+        let empty_with_length =
+            body.is_none() && matches!(method, Method::POST | Method::PATCH | Method::PUT);
         let mut request = self
             .inner
             .http
@@ -908,6 +952,8 @@ impl GitHubClient {
             .bearer_auth(bearer.expose());
         if let Some(body) = body {
             request = request.json(body);
+        } else if empty_with_length {
+            request = request.header(http::header::CONTENT_LENGTH, "0");
         }
         let result = async {
             let response = request.send().await?;
@@ -995,6 +1041,9 @@ impl GitHubClient {
             StatusCode::UNAUTHORIZED => GitHubError::Unauthorized,
             StatusCode::FORBIDDEN => GitHubError::PermissionDenied { message },
             StatusCode::NOT_FOUND => GitHubError::NotFound {
+                resource: url.path().to_owned(),
+            },
+            StatusCode::GONE => GitHubError::Gone {
                 resource: url.path().to_owned(),
             },
             StatusCode::UNPROCESSABLE_ENTITY => GitHubError::ValidationFailed { message },

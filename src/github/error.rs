@@ -37,6 +37,15 @@ pub enum GitHubError {
     /// 404 on a repository resource with a valid installation token. Permanent.
     #[error("GitHub resource not found: {resource}")]
     NotFound { resource: String },
+    /// A list's `Link: rel="next"` chain loops back to a page already read, or runs past
+    /// the pages the list can fill (an issue's comment count / 100). Permanent: the
+    /// next attempt would read the same chain.
+    #[error("GitHub pagination of {what} does not end: {reason}")]
+    PaginationLoop { what: &'static str, reason: String },
+    /// 410 Gone: the resource was removed for good (GitHub answers it for the comments
+    /// of a deleted issue, or when issues are disabled on the repository). Permanent.
+    #[error("GitHub resource gone: {resource}")]
+    Gone { resource: String },
     /// 401 even after evicting the installation access token and retrying once.
     #[error("GitHub answered 401 Unauthorized")]
     Unauthorized,
@@ -81,7 +90,9 @@ impl GitHubError {
             Self::InstallationNotFound { .. }
             | Self::PermissionDenied { .. }
             | Self::ValidationFailed { .. }
-            | Self::NotFound { .. } => false,
+            | Self::NotFound { .. }
+            | Self::PaginationLoop { .. }
+            | Self::Gone { .. } => false,
         }
     }
 
@@ -93,6 +104,8 @@ impl GitHubError {
             Self::PermissionDenied { .. } => "GITHUB_PERMISSION_DENIED",
             Self::ValidationFailed { .. } => "GITHUB_VALIDATION_FAILED",
             Self::NotFound { .. } => "GITHUB_NOT_FOUND",
+            Self::PaginationLoop { .. } => "GITHUB_PAGINATION_LOOP",
+            Self::Gone { .. } => "GITHUB_GONE",
             Self::Key(_) | Self::Jwt(_) | Self::Config(_) => "GITHUB_APP_MISCONFIGURED",
             Self::Unauthorized
             | Self::Server { .. }
@@ -161,6 +174,21 @@ mod tests {
                 },
                 false,
                 "GITHUB_NOT_FOUND",
+            ),
+            (
+                GitHubError::PaginationLoop {
+                    what: "issue comments",
+                    reason: "x".into(),
+                },
+                false,
+                "GITHUB_PAGINATION_LOOP",
+            ),
+            (
+                GitHubError::Gone {
+                    resource: "x".into(),
+                },
+                false,
+                "GITHUB_GONE",
             ),
             (GitHubError::Unauthorized, true, "EXECUTION_ERROR"),
             (GitHubError::Server { status: 502 }, true, "EXECUTION_ERROR"),

@@ -398,10 +398,24 @@ impl Respond for PagedComments {
     }
 }
 
+/// The pull request's issue with its comment count, read once a listing has a second
+/// page (it bounds the pages followed).
+async fn mount_issue(server: &MockServer, comments: usize) {
+    Mock::given(method("GET"))
+        .and(path("/repos/octo-org/hello/issues/7"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({ "number": 7, "comments": comments })),
+        )
+        .expect(1)
+        .mount(server)
+        .await;
+}
+
 #[tokio::test]
 async fn marker_on_page_three_is_found_and_updated() {
     let server = MockServer::start().await;
     mount_mint(&server, 1, "tok", 1).await;
+    mount_issue(&server, 250).await;
     Mock::given(method("GET"))
         .and(path(COMMENTS))
         .respond_with(PagedComments {
@@ -437,6 +451,7 @@ async fn marker_on_page_three_is_found_and_updated() {
 async fn duplicates_are_deleted_keeping_the_oldest() {
     let server = MockServer::start().await;
     mount_mint(&server, 1, "tok", 1).await;
+    mount_issue(&server, 250).await;
     Mock::given(method("GET"))
         .and(path(COMMENTS))
         .respond_with(PagedComments {

@@ -1,5 +1,7 @@
 //! Following GitHub's paginated lists through the RFC 8288 `Link` header.
 
+use std::collections::HashSet;
+
 use http::HeaderMap;
 use http::header::LINK;
 use url::Url;
@@ -42,6 +44,62 @@ pub(crate) fn next_page_url(
         return Err(PaginationError::ForeignOrigin);
     }
     Ok(Some(url))
+}
+
+/// Why a listing was stopped before its last page.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum PageLoop {
+    /// `rel="next"` pointed at a page already read.
+    #[error("Link rel=\"next\" leads back to a page already read, after {pages} pages")]
+    Revisited { pages: usize },
+    /// More pages than the list can fill.
+    #[error("more than {limit} pages, more than the list can fill")]
+    TooMany { limit: usize },
+}
+
+/// The pages one listing has read: refuses a `next` page already read and more pages
+/// than `limit`, so a `Link` chain that never ends costs a bounded number of requests.
+#[derive(Debug)]
+pub(crate) struct PageGuard {
+    seen: HashSet<String>,
+    limit: usize,
+}
+
+impl PageGuard {
+    /// A listing that starts at `first` and may read `limit` pages (at least one).
+    pub(crate) fn new(first: &Url, limit: usize) -> Self {
+        Self {
+            seen: HashSet::from([first.as_str().to_owned()]),
+            limit: limit.max(1),
+        }
+    }
+
+    /// Pages read or about to be, the first included.
+    pub(crate) fn pages(&self) -> usize {
+        self.seen.len()
+    }
+
+    /// Lowers the page limit (never below the pages already admitted).
+    pub(crate) fn limit_to(&mut self, pages: usize) {
+        self.limit = self.limit.min(pages.max(self.pages()));
+    }
+
+    /// Admits `next` as the next page to read.
+    ///
+    /// # Errors
+    /// [`PageLoop::Revisited`] for a URL already read, [`PageLoop::TooMany`] past the limit.
+    pub(crate) fn admit(&mut self, next: &Url) -> Result<(), PageLoop> {
+        if self.seen.contains(next.as_str()) {
+            return Err(PageLoop::Revisited {
+                pages: self.pages(),
+            });
+        }
+        if self.pages() >= self.limit {
+            return Err(PageLoop::TooMany { limit: self.limit });
+        }
+        self.seen.insert(next.as_str().to_owned());
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -101,6 +159,20 @@ mod tests {
             "<http://127.0.0.1:8080/api/v3/installation/repositories?page=2>; rel=\"next\"",
         );
         assert!(next_page_url(&h, &ghes).unwrap().is_some());
+    }
+
+    #[test]
+    fn the_guard_refuses_revisits_and_pages_past_its_limit() {
+        let page = |n: usize| Url::parse(&format!("https://api.github.com/x?page={n}")).unwrap();
+        let mut guard = PageGuard::new(&page(1), 500);
+        guard.admit(&page(2)).unwrap();
+        assert_eq!(guard.admit(&page(1)), Err(PageLoop::Revisited { pages: 2 }));
+        guard.limit_to(3);
+        guard.admit(&page(3)).unwrap();
+        assert_eq!(guard.admit(&page(4)), Err(PageLoop::TooMany { limit: 3 }));
+        // A limit below what was read already keeps what was read.
+        guard.limit_to(1);
+        assert_eq!(guard.admit(&page(5)), Err(PageLoop::TooMany { limit: 3 }));
     }
 
     #[test]

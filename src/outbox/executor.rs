@@ -2,13 +2,16 @@
 //!
 //! The backend requeues a `RETRYABLE_FAILURE` at once and with no attempt cap (contract
 //! §1.6), so the worker itself spaces attempts: a few quick retries with jittered
-//! backoff before reporting, a wait for a rate-limited installation when the limit lifts
-//! soon, and a hold before re-executing an action the backend hands out again (growing
-//! with its `attempts`). Every wait ends early on shutdown.
+//! backoff before reporting, a bounded hold of an action whose installation is rate
+//! limited, and a hold before re-executing an action the backend hands out again
+//! (growing with its `attempts`). Waits hold no execution slot ([`Slots`]); every wait
+//! ends early on shutdown.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
+use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio_util::sync::CancellationToken;
 
 use super::action::{ActionKind, ValidAction};
@@ -25,7 +28,8 @@ pub struct RetryPolicy {
     pub max_attempts: usize,
     /// First delay between attempts (then doubling, with jitter).
     pub first_delay: Duration,
-    /// Longest wait for a rate-limited installation before giving the action back.
+    /// Longest hold of an action whose installation is rate limited before it is
+    /// given back (`RETRYABLE_FAILURE` / `GITHUB_RATE_LIMITED`).
     pub max_rate_limit_wait: Duration,
     /// Longest hold of a re-claimed action before executing it.
     pub max_hold: Duration,
@@ -109,6 +113,62 @@ impl Report {
     }
 }
 
+/// Execution slots (`OUTBOX_CONCURRENCY`): how many actions call GitHub at once. An
+/// action takes one for each attempt and gives it back before any wait.
+#[derive(Debug)]
+pub struct Slots {
+    permits: Semaphore,
+    /// Actions calling GitHub or waiting for a slot.
+    busy: AtomicUsize,
+}
+
+/// One execution slot, given back on drop.
+#[derive(Debug)]
+pub struct Slot<'a> {
+    _permit: SemaphorePermit<'a>,
+    _busy: Busy<'a>,
+}
+
+/// Counts an action in [`Slots::busy`] for as long as it lives.
+#[derive(Debug)]
+struct Busy<'a>(&'a AtomicUsize);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Slots {
+    /// `slots` slots (at least one).
+    pub fn new(slots: usize) -> Self {
+        Self {
+            permits: Semaphore::new(slots.max(1)),
+            busy: AtomicUsize::new(0),
+        }
+    }
+
+    /// Waits for a free slot; `None` when `stop` fires first.
+    pub async fn acquire(&self, stop: &CancellationToken) -> Option<Slot<'_>> {
+        self.busy.fetch_add(1, Ordering::Relaxed);
+        let busy = Busy(&self.busy);
+        let permit = tokio::select! {
+            permit = self.permits.acquire() => permit.ok()?,
+            () = stop.cancelled() => return None,
+        };
+        Some(Slot {
+            _permit: permit,
+            _busy: busy,
+        })
+    }
+
+    /// Actions calling GitHub or waiting for a slot now (not those waiting out a
+    /// backoff or a rate limit).
+    pub fn busy(&self) -> usize {
+        self.busy.load(Ordering::Relaxed)
+    }
+}
+
 /// Executes actions with one shared GitHub client.
 #[derive(Clone)]
 pub struct Executor {
@@ -137,52 +197,82 @@ impl Executor {
         }
     }
 
-    /// A release report when `action`'s installation is paused by a rate limit for longer
-    /// than the executor would wait: holding the action would only block the queue.
-    pub fn release_if_rate_limited(&self, action: &ValidAction) -> Option<Report> {
-        let until = self
-            .github
-            .installation_paused_until(action.installation_id)?;
-        let wait = until.saturating_duration_since(Instant::now());
-        (wait > self.policy.max_rate_limit_wait).then(|| {
-            Report::retryable(
-                "GITHUB_RATE_LIMITED",
-                format!(
-                    "installation {} is rate limited for {} s more",
-                    action.installation_id,
-                    wait.as_secs()
-                ),
-            )
-        })
+    /// Whether `installation_id` is paused by a rate limit now.
+    pub fn is_rate_limited(&self, installation_id: u64) -> bool {
+        self.github
+            .installation_paused_until(installation_id)
+            .is_some()
+    }
+
+    /// The release of an action held for a rate limit as long as the policy allows.
+    fn rate_limited_report(action: &ValidAction, left: Duration, held: Duration) -> Report {
+        Report::retryable(
+            "GITHUB_RATE_LIMITED",
+            format!(
+                "installation {} is rate limited for {} s more; held {} s",
+                action.installation_id,
+                left.as_secs(),
+                held.as_secs()
+            ),
+        )
     }
 
     /// Executes `action` with retries (the caller holds re-claimed actions first, per
     /// [`RetryPolicy::hold_for`]).
     ///
+    /// A slot of `slots` is held only while GitHub is called: the waits between
+    /// attempts and for a rate-limited installation happen outside the slots, so one
+    /// installation's pause never delays another's actions. An action whose
+    /// installation is paused is held until the pause ends, for at most
+    /// [`RetryPolicy::max_rate_limit_wait`], then given back as `RETRYABLE_FAILURE` /
+    /// `GITHUB_RATE_LIMITED`: once per hold at most, and while held it is not
+    /// `PENDING`, so the backend hands out other installations' actions meanwhile.
+    ///
     /// `stop` (shutdown) interrupts every wait and turns the action into a
     /// [`Report::released`]; a GitHub call already under way is let finish.
-    pub async fn run(&self, action: &ValidAction, stop: &CancellationToken) -> Report {
+    pub async fn run(
+        &self,
+        action: &ValidAction,
+        stop: &CancellationToken,
+        slots: &Slots,
+    ) -> Report {
         let mut delays = ExponentialBuilder::default()
             .with_min_delay(self.policy.first_delay)
             .with_max_delay(self.policy.first_delay * 8)
             .with_jitter()
             .build();
         let mut attempt = 0;
+        let mut limited_since: Option<Instant> = None;
         loop {
-            if let Some(report) = self.release_if_rate_limited(action) {
-                return report;
-            }
             if let Some(until) = self
                 .github
                 .installation_paused_until(action.installation_id)
             {
-                let wait = until.saturating_duration_since(Instant::now());
-                if !Self::pause(wait, stop).await {
+                let since = *limited_since.get_or_insert_with(Instant::now);
+                let hold_left = self
+                    .policy
+                    .max_rate_limit_wait
+                    .saturating_sub(since.elapsed());
+                let pause_left = until.saturating_duration_since(Instant::now());
+                if hold_left.is_zero() {
+                    return Self::rate_limited_report(action, pause_left, since.elapsed());
+                }
+                if !Self::pause(pause_left.min(hold_left), stop).await {
                     return Report::released();
                 }
+                continue;
+            }
+            let Some(slot) = slots.acquire(stop).await else {
+                return Report::released();
+            };
+            if self.is_rate_limited(action.installation_id) {
+                // Paused while this action waited for its slot: wait outside it.
+                continue;
             }
             attempt += 1;
-            let err = match self.execute_once(action).await {
+            let result = self.execute_once(action).await;
+            drop(slot);
+            let err = match result {
                 Ok(()) => return Report::succeeded(),
                 Err(err) => err,
             };
@@ -197,14 +287,10 @@ impl Executor {
                 error = %err,
             );
             if let GitHubError::RateLimited { .. } = err {
-                // The next loop turn waits for the pause itself; not counted as an attempt
-                // unless the wait is too long (then it is reported above).
+                // The next loop turn holds the action for the pause; not counted as an
+                // attempt.
                 attempt -= 1;
-                if self
-                    .github
-                    .installation_paused_until(action.installation_id)
-                    .is_none()
-                {
+                if !self.is_rate_limited(action.installation_id) {
                     return Report::from_error(&err);
                 }
                 continue;
@@ -263,6 +349,35 @@ mod tests {
         assert_eq!(p.hold_for(6), Duration::from_secs(16));
         assert_eq!(p.hold_for(8), Duration::from_secs(60));
         assert_eq!(p.hold_for(u32::MAX), Duration::from_secs(60));
+    }
+
+    #[tokio::test]
+    async fn slots_count_waiters_and_holders_and_free_on_drop_or_stop() {
+        let slots = Slots::new(1);
+        let stop = CancellationToken::new();
+        let first = slots.acquire(&stop).await.expect("a free slot");
+        assert_eq!(slots.busy(), 1);
+        let waiting = slots.acquire(&stop);
+        tokio::pin!(waiting);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), &mut waiting)
+                .await
+                .is_err(),
+            "the only slot is taken"
+        );
+        assert_eq!(slots.busy(), 2, "a waiter counts as busy");
+        drop(first);
+        let second = waiting.await.expect("the freed slot");
+        assert_eq!(slots.busy(), 1);
+        stop.cancel();
+        assert!(slots.acquire(&stop).await.is_none());
+        assert_eq!(
+            slots.busy(),
+            1,
+            "a waiter stopped by shutdown no longer counts"
+        );
+        drop(second);
+        assert_eq!(slots.busy(), 0);
     }
 
     #[test]

@@ -9,7 +9,7 @@ pub mod release;
 pub mod runner;
 pub mod wake;
 
-pub use executor::{Executor, Report, RetryPolicy};
+pub use executor::{Executor, Report, RetryPolicy, Slots};
 pub use journal::ClaimJournal;
 pub use runner::{OutboxSettings, run};
 pub use wake::ClaimWake;

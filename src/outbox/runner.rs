@@ -6,18 +6,18 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use futures::FutureExt;
 use futures::future::Shared;
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::action::{self, age_seconds};
-use super::executor::{Executor, Report};
+use super::executor::{Executor, Report, Slots};
 use super::journal::{ClaimJournal, JOURNAL_UNWRITABLE, WORKER_RESTARTED};
 use super::wake::ClaimWake;
 use crate::backend::types::{ClaimedAction, Outcome};
@@ -44,12 +44,13 @@ pub struct OutboxSettings {
 /// Time kept at the end of the shutdown budget for the release reports themselves.
 const REPORT_RESERVE: Duration = Duration::from_secs(5);
 
-/// Claims get one retry at most and a bounded wait, so a shutdown never waits long on
-/// one; a claim that was sent is never abandoned (its actions would stay claimed).
+/// One attempt per claim, never retried within the poll cycle: the backend marks the
+/// actions `CLAIMED` before it answers, so a claim whose answer is lost (timeout,
+/// reset) may already hold a batch, and each resend could strand one more.
 const CLAIM_POLICY: CallPolicy = CallPolicy {
     attempt_timeout: Duration::from_secs(8),
-    deadline: Duration::from_secs(10),
-    max_attempts: 2,
+    deadline: Duration::from_secs(9),
+    max_attempts: 1,
 };
 
 /// Result reports during shutdown must fit in what is left of the grace period.
@@ -117,16 +118,36 @@ struct SharedState {
     executor: Executor,
     metrics: WorkerMetrics,
     worker_id: String,
-    permits: Semaphore,
+    /// Execution slots; their [`Slots::busy`] (actions calling GitHub or waiting for a
+    /// slot) bounds the claiming. Held, queued and rate-limited actions do not count:
+    /// they must not stop the claiming of others.
+    slots: Slots,
     queue: MarkerQueue,
-    /// Actions past their hold, waiting for or holding an execution permit. Held and
-    /// queued actions do not count: they must not stop the claiming of others.
-    active: AtomicUsize,
     /// Soft stop: interrupts waits (hold, backoff, rate limit) → release.
     stop: CancellationToken,
     /// Hard stop: abandons GitHub calls still running when the budget ends → release.
     abort: CancellationToken,
     journal: Option<Arc<ClaimJournal>>,
+    /// Actions this worker holds (claimed, or listed by the journal at start) and has
+    /// not reported yet, by id with how many tasks hold it; what is left here when the
+    /// shutdown budget ends is logged as left claimed.
+    held: parking_lot::Mutex<HashMap<String, usize>>,
+}
+
+impl SharedState {
+    fn hold(&self, action_id: &str) {
+        *self.held.lock().entry(action_id.to_owned()).or_default() += 1;
+    }
+
+    fn unhold(&self, action_id: &str) {
+        let mut held = self.held.lock();
+        if let Some(n) = held.get_mut(action_id) {
+            *n -= 1;
+            if *n == 0 {
+                held.remove(action_id);
+            }
+        }
+    }
 }
 
 /// Runs the loop until `shutdown` fires, then drains. Returns once every claimed action
@@ -143,24 +164,27 @@ pub async fn run(
         executor,
         metrics,
         worker_id: settings.worker_id.clone(),
-        permits: Semaphore::new(settings.concurrency.max(1)),
+        slots: Slots::new(settings.concurrency),
         queue: MarkerQueue::default(),
-        active: AtomicUsize::new(0),
         stop: CancellationToken::new(),
         abort: CancellationToken::new(),
         journal: settings.journal.clone(),
+        held: parking_lot::Mutex::new(HashMap::new()),
     });
     // The shutdown budget runs from the signal, not from the end of a claim that was
     // under way then. Held actions are released only once no claim is in flight, or
-    // that claim could take them straight back.
+    // that claim could take them straight back; a claim still unanswered when the
+    // releases need the rest of the budget is abandoned.
     let signalled_at = Arc::new(parking_lot::Mutex::new(None::<Instant>));
     {
         let (shutdown, at) = (shutdown.clone(), Arc::clone(&signalled_at));
         tokio::spawn(async move {
             shutdown.cancelled().await;
-            *at.lock() = Some(Instant::now());
+            at.lock().get_or_insert_with(Instant::now);
         });
     }
+    let budget = settings.shutdown_timeout;
+    let claim_cutoff = budget.saturating_sub(report_reserve(budget));
     // Bounds: actions executing or about to (two claims' worth), and all actions held
     // by this worker (a ceiling on memory and on how much of the queue one replica takes).
     let claim_limit = settings.claim_limit as usize;
@@ -190,7 +214,7 @@ pub async fn run(
             log_task_end(done);
         }
         let room = max_active
-            .saturating_sub(shared.active.load(Ordering::Relaxed))
+            .saturating_sub(shared.slots.busy())
             .min(max_held.saturating_sub(tasks.len()));
         if room == 0 {
             tokio::select! {
@@ -201,12 +225,33 @@ pub async fn run(
             continue;
         }
         let limit = settings.claim_limit.min(room as u32);
-        let full_batch = match claim(&shared, limit, &mut tasks).await {
-            Some(n) => n as u32 >= limit,
-            None => false,
+        let sent_at = Utc::now();
+        let claimed = tokio::select! {
+            claimed = claim(&shared, limit, &mut tasks) => claimed,
+            () = after_signal(&shutdown, &signalled_at, claim_cutoff) => {
+                shared.metrics.errors.inc();
+                claim_answer_lost(
+                    &shared,
+                    limit,
+                    sent_at,
+                    "abandoned unanswered: the shutdown budget needs the rest of its time",
+                );
+                Claimed::AnswerLost
+            }
         };
-        if full_batch {
+        if matches!(claimed, Claimed::Some { count, executable } if count as u32 >= limit && executable > 0)
+        {
             // More is waiting: claim again at once (the signer moves to the next second).
+            // Not when the whole batch is held for rate limits: the next claim would
+            // find only more of the same, so it waits for the poll.
+            continue;
+        }
+        if matches!(claimed, Claimed::AnswerLost) {
+            // Not even a webhook's wake-up resends it within this cycle.
+            tokio::select! {
+                () = tokio::time::sleep(settings.poll_interval) => {}
+                () = shutdown.cancelled() => {}
+            }
             continue;
         }
         let woken = async {
@@ -222,13 +267,25 @@ pub async fn run(
         }
     }
 
-    let since_signal = signalled_at.lock().map(|t| t.elapsed()).unwrap_or_default();
-    drain(
-        &shared,
-        tasks,
-        settings.shutdown_timeout.saturating_sub(since_signal),
-    )
-    .await;
+    let signal = *signalled_at.lock().get_or_insert_with(Instant::now);
+    drain(&shared, tasks, signal, budget).await;
+}
+
+/// The end of the shutdown budget kept for result reports: [`REPORT_RESERVE`], at most
+/// half the budget.
+fn report_reserve(budget: Duration) -> Duration {
+    REPORT_RESERVE.min(budget / 2)
+}
+
+/// Completes `offset` after the shutdown signal (pending until it comes).
+async fn after_signal(
+    shutdown: &CancellationToken,
+    signalled_at: &parking_lot::Mutex<Option<Instant>>,
+    offset: Duration,
+) {
+    shutdown.cancelled().await;
+    let at = *signalled_at.lock().get_or_insert_with(Instant::now);
+    tokio::time::sleep_until((at + offset).into()).await;
 }
 
 fn log_task_end(done: Result<(), tokio::task::JoinError>) {
@@ -260,6 +317,9 @@ async fn release_journalled(shared: &Arc<SharedState>) {
         action_ids = %entries.join(","),
         "releasing the actions a previous run of this worker held"
     );
+    for id in &entries {
+        shared.hold(id);
+    }
     futures::future::join_all(entries.iter().map(|id| async move {
         journal.count_released();
         let report = Report::retryable(
@@ -271,8 +331,21 @@ async fn release_journalled(shared: &Arc<SharedState>) {
     .await;
 }
 
-/// One claim; spawns a task per action. Returns how many were claimed, `None` on error.
-async fn claim(shared: &Arc<SharedState>, limit: u32, tasks: &mut JoinSet<()>) -> Option<usize> {
+/// What one claim gave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Claimed {
+    /// `count` actions, each given to a task; `executable` of them are not held for a
+    /// rate-limited installation.
+    Some { count: usize, executable: usize },
+    /// Nothing: the claim failed before the backend could carry it out, or was
+    /// refused, or the claim journal is unwritable.
+    Failed,
+    /// The backend may have carried the claim out but its answer was lost.
+    AnswerLost,
+}
+
+/// One claim; spawns a task per action.
+async fn claim(shared: &Arc<SharedState>, limit: u32, tasks: &mut JoinSet<()>) -> Claimed {
     if let Some(journal) = &shared.journal {
         let writable = {
             let journal = Arc::clone(journal);
@@ -286,22 +359,43 @@ async fn claim(shared: &Arc<SharedState>, limit: u32, tasks: &mut JoinSet<()>) -
                 error = %journal.problem().map(|p| p.to_string()).unwrap_or_default(),
                 "the claim journal cannot be written; not claiming"
             );
-            return None;
+            return Claimed::Failed;
         }
     }
+    let sent_at = Utc::now();
     let claimed = shared
         .backend
         .claim(&shared.worker_id, limit, CLAIM_POLICY)
         .await;
     let mut actions = match claimed {
         Ok(actions) => actions,
+        Err(err) if err.answer_lost => {
+            shared.metrics.errors.inc();
+            claim_answer_lost(shared, limit, sent_at, &err.error.to_string());
+            return Claimed::AnswerLost;
+        }
         Err(err) => {
             shared.metrics.errors.inc();
             tracing::error!(event = "outbox_claim_failed", error = %err);
-            return None;
+            return Claimed::Failed;
         }
     };
     shared.metrics.outbox_claims.inc();
+    // One claim holding an id twice is still one action, reported once.
+    let listed = actions.len();
+    let mut unique = std::collections::HashSet::new();
+    actions.retain(|a| unique.insert(a.id.clone()));
+    if actions.len() < listed {
+        tracing::warn!(
+            event = "outbox_claim_duplicate_ids",
+            listed,
+            unique = actions.len(),
+            "the claim listed an action more than once; each runs and is reported once"
+        );
+    }
+    for action in &actions {
+        shared.hold(&action.id);
+    }
     let now = Utc::now();
     let lag = actions
         .iter()
@@ -344,16 +438,23 @@ async fn claim(shared: &Arc<SharedState>, limit: u32, tasks: &mut JoinSet<()>) -
                     report_once(&shared, &claimed.id, report).await;
                 });
             }
-            return None;
+            return Claimed::Failed;
         }
     }
     // The backend does not guarantee the order of a claim; queue by creation time so
     // that actions on one comment apply oldest first.
     actions.sort_by_key(|a| a.created_at.clone().unwrap_or_default());
+    let mut executable = 0;
     for claimed in actions {
         shared.metrics.actions_claimed.inc();
         shared.metrics.actions_in_flight.inc();
         let valid = action::validate(&claimed);
+        if valid
+            .as_ref()
+            .is_ok_and(|v| !shared.executor.is_rate_limited(v.installation_id))
+        {
+            executable += 1;
+        }
         let queued = valid.as_ref().ok().map(|v| {
             shared.queue.enqueue(format!(
                 "{}/{}#{}/{}",
@@ -373,7 +474,30 @@ async fn claim(shared: &Arc<SharedState>, limit: u32, tasks: &mut JoinSet<()>) -
             shared.metrics.actions_in_flight.dec();
         });
     }
-    Some(count)
+    Claimed::Some { count, executable }
+}
+
+/// Counts and logs a claim the backend may have carried out without the worker seeing
+/// its answer: up to `limit` actions may now be `CLAIMED` by this worker id, and only
+/// the backend knows which (claimed around `sent_at`; release them with
+/// `sitg-bot release --worker-id`).
+fn claim_answer_lost(
+    shared: &SharedState,
+    limit: u32,
+    sent_at: chrono::DateTime<Utc>,
+    error: &str,
+) {
+    shared.metrics.claim_answers_lost.inc();
+    tracing::error!(
+        event = "outbox_claim_answer_lost",
+        worker_id = %shared.worker_id,
+        limit,
+        sent_at = %sent_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        error,
+        "the backend may have claimed up to `limit` actions for this worker whose ids never \
+         arrived; they stay CLAIMED until released (sitg-bot release --worker-id); not \
+         claiming again before the next poll"
+    );
 }
 
 /// Validate → execute → report, exactly once. A panic while executing is caught and
@@ -413,18 +537,9 @@ async fn handle(
     report_once(shared, &claimed.id, report).await;
 }
 
-/// Counts an action as active for as long as it lives.
-struct ActiveGuard<'a>(&'a AtomicUsize);
-
-impl Drop for ActiveGuard<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// Waits for the previous action on the same comment, releases at once when the
-/// installation is paused for long, holds a re-claimed action, then waits for a
-/// concurrency permit and executes. Every wait ends on shutdown with a release.
+/// Waits for the previous action on the same comment, holds a re-claimed action, then
+/// executes (taking an execution slot per GitHub attempt, none while waiting). Every
+/// wait ends on shutdown with a release.
 async fn execute(
     shared: &SharedState,
     valid: &action::ValidAction,
@@ -437,23 +552,14 @@ async fn execute(
             () = shared.stop.cancelled() => return Report::released(),
         }
     }
-    if let Some(report) = shared.executor.release_if_rate_limited(valid) {
-        return report;
-    }
     let hold = shared.executor.policy().hold_for(valid.attempts);
     if !Executor::pause(hold, &shared.stop).await {
         return Report::released();
     }
-    shared.active.fetch_add(1, Ordering::Relaxed);
-    let _active = ActiveGuard(&shared.active);
-    let permit = tokio::select! {
-        p = shared.permits.acquire() => p.ok(),
-        () = shared.stop.cancelled() => None,
-    };
-    match permit {
-        Some(_permit) => shared.executor.run(valid, &shared.stop).await,
-        None => Report::released(),
-    }
+    shared
+        .executor
+        .run(valid, &shared.stop, &shared.slots)
+        .await
 }
 
 /// Pause between report rounds while the backend cannot take results.
@@ -461,7 +567,14 @@ const REPORT_RETRY_PAUSE: Duration = Duration::from_secs(5);
 /// How long a result is kept trying before it is given up (and logged as stuck).
 const REPORT_GIVE_UP_AFTER: Duration = Duration::from_secs(600);
 
+/// Reports `report` for `action_id` (retrying while the backend cannot be reached) and
+/// stops holding it.
 async fn report_once(shared: &SharedState, action_id: &str, report: Report) {
+    report_result(shared, action_id, report).await;
+    shared.unhold(action_id);
+}
+
+async fn report_result(shared: &SharedState, action_id: &str, report: Report) {
     let m = &shared.metrics;
     match report.outcome {
         Outcome::Succeeded => m.actions_success.inc(),
@@ -522,8 +635,20 @@ async fn report_once(shared: &SharedState, action_id: &str, report: Report) {
         if !err.is_retryable()
             && !matches!(err, crate::backend::BackendError::DeadlineExceeded { .. })
         {
-            // Refused (409: not claimed by this worker any more): nothing to release.
             forget(shared, action_id);
+        }
+        if matches!(err.status(), Some(404 | 409)) {
+            // Not claimed by this worker (already reported, or another's) or unknown:
+            // nothing is left to release.
+            tracing::warn!(
+                event = "action_report_refused",
+                action_id,
+                worker_id = %shared.worker_id,
+                outcome = report.outcome.as_str(),
+                error = %err,
+                "the backend says this worker does not hold the action"
+            );
+            return;
         }
         // The backend has no lease expiry: say loudly which action is stuck so an
         // operator can release it with this worker id.
@@ -547,27 +672,57 @@ fn forget(shared: &SharedState, action_id: &str) {
     }
 }
 
-/// Stops claiming is done by the caller; here: release waiting actions at once, give
-/// running ones the budget minus a reserve for reporting, then abandon them.
-async fn drain(shared: &Arc<SharedState>, mut tasks: JoinSet<()>, budget: Duration) {
+/// Stopping the claims is done by the caller; here: release waiting actions at once,
+/// give running ones the budget (from `signal`) minus a reserve for reporting, then
+/// abandon them; at the end of the budget, stop waiting for reports and log every
+/// action still held as left claimed.
+async fn drain(
+    shared: &Arc<SharedState>,
+    mut tasks: JoinSet<()>,
+    signal: Instant,
+    budget: Duration,
+) {
     let pending = tasks.len();
     tracing::info!(event = "outbox_draining", in_flight = pending);
     shared.stop.cancel();
-    let soft_deadline = budget.saturating_sub(REPORT_RESERVE);
-    let all_done = async { while tasks.join_next().await.is_some() {} };
-    tokio::pin!(all_done);
-    if tokio::time::timeout(soft_deadline, &mut all_done)
-        .await
-        .is_err()
-    {
-        tracing::warn!(event = "outbox_abandoning_running_actions");
-        shared.abort.cancel();
-        if tokio::time::timeout(REPORT_RESERVE, &mut all_done)
+    let hard_deadline = signal + budget;
+    let soft_deadline = hard_deadline - report_reserve(budget);
+    let complete = {
+        let all_done = async { while tasks.join_next().await.is_some() {} };
+        tokio::pin!(all_done);
+        if tokio::time::timeout_at(soft_deadline.into(), &mut all_done)
             .await
-            .is_err()
+            .is_ok()
         {
-            tracing::error!(event = "outbox_drain_incomplete");
+            true
+        } else {
+            tracing::warn!(event = "outbox_abandoning_running_actions");
+            shared.abort.cancel();
+            tokio::time::timeout_at(hard_deadline.into(), &mut all_done)
+                .await
+                .is_ok()
         }
+    };
+    // Past the budget: reports still under way are dropped with their tasks.
+    tasks.abort_all();
+    let mut left: Vec<String> = shared.held.lock().keys().cloned().collect();
+    left.sort();
+    for action_id in &left {
+        tracing::error!(
+            event = "action_left_claimed",
+            action_id,
+            worker_id = %shared.worker_id,
+            reason = "shutdown_budget_spent",
+            "no result was accepted for this action within SHUTDOWN_TIMEOUT_SECONDS; it may \
+             stay CLAIMED (release it with sitg-bot release --worker-id)"
+        );
+    }
+    if !complete || !left.is_empty() {
+        tracing::error!(
+            event = "outbox_drain_incomplete",
+            left_claimed = left.len(),
+            action_ids = %left.join(","),
+        );
     }
     shared.metrics.actions_in_flight.set(0);
     tracing::info!(event = "outbox_stopped", drained = pending);

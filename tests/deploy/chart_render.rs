@@ -500,6 +500,7 @@ fn all_features_render_monitors_what_the_operator_builds() {
             "SitgBotWebhookSignatureFailures",
             "SitgBotOutboxLagHigh",
             "SitgBotBackendRefusing",
+            "SitgBotClaimAnswersLost",
             "SitgBotClaimJournalUnwritable",
             "SitgBotWebhookDeliveriesUndelivered",
             "SitgBotRedeliveryFailing",
@@ -721,7 +722,7 @@ fn prometheus_rule_passes_promtool() {
             .arg(&rules_file),
         "promtool check rules",
     );
-    assert!(out.contains("SUCCESS: 12 rules found"), "{out}");
+    assert!(out.contains("SUCCESS: 13 rules found"), "{out}");
 
     let test_file = dir.path().join("prometheus-rules.test.yaml");
     std::fs::copy(

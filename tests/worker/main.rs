@@ -17,6 +17,7 @@ mod foreign_comments;
 mod gate_latency;
 mod log_backpressure;
 mod outbox_e2e;
+mod outbox_hardening;
 mod outbox_lag;
 mod prop_webhook;
 mod redelivery_e2e;

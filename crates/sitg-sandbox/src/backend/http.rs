@@ -21,7 +21,7 @@ use super::wire::{
     ClaimRequest, ClaimResponse, InstallationSyncIngest, PullRequestIngest, ResultRequest,
     ResultResponse,
 };
-use super::{BackendSim, Endpoint};
+use super::{AnswerFault, BackendSim, Endpoint};
 
 /// Route templates, as axum matches them.
 const PULL_REQUEST_PATH: &str = "/internal/v2/github/events/pull-request";
@@ -76,12 +76,21 @@ async fn faults_and_accounting(
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
-    let response = match fault {
+    let mut response = match fault {
         Some(status) => error(status, fault_code(status), "injected fault"),
         None if echo => echo_request(&sim, req).await,
         None => next.run(req).await,
     };
     let fault = fault.or(echo.then_some(StatusCode::BAD_GATEWAY));
+    let answer_fault = match (fault, endpoint) {
+        (None, Some(endpoint)) => sim.shared.faults.lock().next_answer(endpoint),
+        _ => None,
+    };
+    if let Some(answer_fault) = answer_fault {
+        sim.shared.state.lock().stats.answer_faults_served += 1;
+        sim.shared.changes.bump();
+        response = mangle(answer_fault, response).await;
+    }
 
     if let Some(endpoint) = endpoint {
         let mut state = sim.shared.state.lock();
@@ -118,6 +127,53 @@ async fn echo_request(sim: &BackendSim, req: Request) -> Response {
         "BAD_GATEWAY",
         &format!("upstream connect error; the request was: {text}"),
     )
+}
+
+/// Applies an [`AnswerFault`] to an answer already produced.
+async fn mangle(fault: AnswerFault, response: Response) -> Response {
+    match fault {
+        AnswerFault::Delay(delay) => {
+            tokio::time::sleep(delay).await;
+            response
+        }
+        AnswerFault::NotJson if response.status().is_success() => (
+            StatusCode::OK,
+            [(http::header::CONTENT_TYPE, "text/plain")],
+            "OK",
+        )
+            .into_response(),
+        AnswerFault::NotJson => response,
+        AnswerFault::ResetMidBody => {
+            let (mut parts, body) = response.into_parts();
+            let bytes = axum::body::to_bytes(body, usize::MAX)
+                .await
+                .unwrap_or_default();
+            let half = bytes.slice(..bytes.len() / 2);
+            parts.headers.remove(http::header::CONTENT_LENGTH);
+            let chunks: [Result<Bytes, std::io::Error>; 2] = [
+                Ok(half),
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionReset,
+                    "injected connection reset",
+                )),
+            ];
+            Response::from_parts(parts, Body::from_stream(futures_util::stream::iter(chunks)))
+        }
+        AnswerFault::DuplicateActions => {
+            let (mut parts, body) = response.into_parts();
+            let bytes = axum::body::to_bytes(body, usize::MAX)
+                .await
+                .unwrap_or_default();
+            let mut value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            if let Some(actions) = value.get_mut("actions").and_then(Value::as_array_mut) {
+                let copies = actions.clone();
+                actions.extend(copies);
+            }
+            let bytes = serde_json::to_vec(&value).unwrap_or_default();
+            parts.headers.remove(http::header::CONTENT_LENGTH);
+            Response::from_parts(parts, Body::from(bytes))
+        }
+    }
 }
 
 fn fault_code(status: StatusCode) -> &'static str {

@@ -29,6 +29,9 @@
 //!
 //! Faults ([`BackendSim::set_unavailable`], [`BackendSim::set_latency`],
 //! [`BackendSim::fail_next_requests`]) apply before any of the above and change no state.
+//! Answer faults ([`BackendSim::fault_next_answers`]) apply after it: the request has
+//! been processed and its effects stored, and only the answer is delayed, cut off or
+//! mangled on its way back, as a slow network, a proxy or a reset connection does.
 
 mod auth;
 mod http;
@@ -132,6 +135,10 @@ pub struct BackendStats {
     pub result_conflicts: u64,
     /// Requests answered by an injected fault.
     pub faults_served: u64,
+    /// Processed requests whose answer an [`AnswerFault`] delayed, cut off or mangled.
+    pub answer_faults_served: u64,
+    /// When each claim request arrived (before any latency fault), oldest first.
+    pub claim_requests_at: Vec<DateTime<Utc>>,
 }
 
 impl BackendStats {
@@ -156,6 +163,9 @@ impl BackendStats {
 
     fn count_request(&mut self, endpoint: Endpoint) {
         *self.requests.entry(endpoint).or_default() += 1;
+        if endpoint == Endpoint::Claim {
+            self.claim_requests_at.push(Utc::now());
+        }
     }
 
     fn count_response(&mut self, endpoint: Endpoint, status: StatusCode) {
@@ -192,6 +202,23 @@ impl State {
     }
 }
 
+/// What happens to an answer the backend has already produced: the request was
+/// processed and its effects are stored (actions `CLAIMED`, results applied), and the
+/// worker sees something other than the answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AnswerFault {
+    /// The answer is sent after this delay; a worker whose attempt timed out meanwhile
+    /// never reads it.
+    Delay(Duration),
+    /// The status line, the headers and the first half of the body are sent, then the
+    /// connection is closed (chunked encoding, so the client sees the body cut short).
+    ResetMidBody,
+    /// A 2xx answer becomes `200 OK` with the plain-text body `OK` (a proxy's page).
+    NotJson,
+    /// A claim answer lists every action twice.
+    DuplicateActions,
+}
+
 #[derive(Default)]
 struct Faults {
     unavailable: bool,
@@ -200,6 +227,8 @@ struct Faults {
     echo_next: u32,
     /// Credential header values (`authorization`, `x-sitg-signature`) sent back in echoes.
     echoed: Vec<String>,
+    /// Per endpoint: the fault for its next answers and how many are left.
+    answers: BTreeMap<Endpoint, (AnswerFault, u32)>,
 }
 
 impl Faults {
@@ -221,6 +250,17 @@ impl Faults {
             None
         };
         (self.latency, fault)
+    }
+
+    /// The answer fault for the next answer of `endpoint`, consuming it.
+    fn next_answer(&mut self, endpoint: Endpoint) -> Option<AnswerFault> {
+        let (fault, left) = self.answers.get_mut(&endpoint)?;
+        let fault = *fault;
+        *left = left.saturating_sub(1);
+        if *left == 0 {
+            self.answers.remove(&endpoint);
+        }
+        Some(fault)
     }
 }
 
@@ -366,6 +406,19 @@ impl BackendSim {
     /// The `authorization` and `x-sitg-signature` values sent back by echoes so far.
     pub fn echoed_credentials(&self) -> Vec<String> {
         self.shared.faults.lock().echoed.clone()
+    }
+
+    /// The next `n` answers of `endpoint` get `fault` after the request was processed
+    /// (replacing an earlier answer fault of that endpoint; `n` = 0 removes it).
+    pub fn fault_next_answers(&self, endpoint: Endpoint, fault: AnswerFault, n: u32) {
+        let mut faults = self.shared.faults.lock();
+        if n == 0 {
+            faults.answers.remove(&endpoint);
+        } else {
+            faults.answers.insert(endpoint, (fault, n));
+        }
+        drop(faults);
+        self.shared.changes.bump();
     }
 
     /// Waits until `condition` holds, re-checking after every state change and request,

@@ -562,3 +562,65 @@ async fn an_echo_fault_quotes_the_signed_request_and_processes_nothing() {
     assert_eq!(h.sim.pending_count(), 1);
     assert_eq!(h.claim("w1", 1).await.len(), 1);
 }
+
+#[tokio::test]
+async fn answer_faults_apply_after_the_claim_was_carried_out() {
+    let h = Harness::default().await;
+    for n in 1..=4 {
+        h.sim.enqueue_action(upsert(n));
+    }
+    // Cut off mid-body: the client sees an error, the backend has claimed.
+    h.sim
+        .fault_next_answers(Endpoint::Claim, AnswerFault::ResetMidBody, 1);
+    let ts = now();
+    let sent = h
+        .http
+        .post(format!(
+            "{}/internal/v2/bot-actions/claim",
+            h.served.base_url()
+        ))
+        .header("x-sitg-key-id", KEY_ID)
+        .header("x-sitg-timestamp", ts.to_string())
+        .header(
+            "x-sitg-signature",
+            sign(SECRET, ts, "bot-actions-claim:w-1"),
+        )
+        .json(&json!({ "worker_id": "w-1", "limit": 1 }))
+        .send()
+        .await;
+    let cut = match sent {
+        Ok(response) => response.bytes().await.map(|_| ()),
+        Err(err) => Err(err),
+    };
+    assert!(cut.is_err(), "{cut:?}");
+    assert_eq!(h.sim.claimed_count(), 1);
+    // Every action twice in one answer.
+    h.sim
+        .fault_next_answers(Endpoint::Claim, AnswerFault::DuplicateActions, 1);
+    let doubled = h.claim("w-2", 1).await;
+    assert_eq!(doubled.len(), 2);
+    assert_eq!(doubled[0]["id"], doubled[1]["id"]);
+    // Late: the answer comes after the delay, the claim was made before it.
+    h.sim.fault_next_answers(
+        Endpoint::Claim,
+        AnswerFault::Delay(Duration::from_millis(300)),
+        1,
+    );
+    let started = std::time::Instant::now();
+    assert_eq!(h.claim("w-3", 1).await.len(), 1);
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    // A result accepted with a body that is not JSON.
+    let id = doubled[0]["id"].as_str().unwrap().to_owned();
+    h.sim
+        .fault_next_answers(Endpoint::Result, AnswerFault::NotJson, 1);
+    let response = h.report_at(&id, "w-2", "SUCCEEDED", now()).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.text().await.unwrap(), "OK");
+    assert_eq!(
+        h.sim.action(Uuid::parse_str(&id).unwrap()).unwrap().status,
+        ActionStatus::Done
+    );
+    let stats = h.sim.stats();
+    assert_eq!(stats.answer_faults_served, 4);
+    assert_eq!(stats.claim_requests_at.len(), 3);
+}

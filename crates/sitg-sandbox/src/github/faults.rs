@@ -12,6 +12,8 @@ pub enum Route {
     CreateInstallationToken,
     /// `GET /repos/{owner}/{repo}/installation` (App JWT)
     GetRepoInstallation,
+    /// `GET /repos/{owner}/{repo}/issues/{issue_number}` (the issue of a pull request)
+    GetIssue,
     /// `GET /repos/{owner}/{repo}/issues/{issue_number}/comments`, also reached through
     /// `GET /repositories/{repository_id}/issues/{issue_number}/comments` (pagination links)
     ListIssueComments,
@@ -37,9 +39,10 @@ pub enum Route {
 
 impl Route {
     /// Every served route.
-    pub const ALL: [Route; 11] = [
+    pub const ALL: [Route; 12] = [
         Route::CreateInstallationToken,
         Route::GetRepoInstallation,
+        Route::GetIssue,
         Route::ListIssueComments,
         Route::CreateIssueComment,
         Route::UpdateIssueComment,
@@ -70,6 +73,7 @@ impl Route {
                 Self::CreateInstallationToken
             }
             ("GET", "/repos/{owner}/{repo}/installation") => Self::GetRepoInstallation,
+            ("GET", "/repos/{owner}/{repo}/issues/{issue_number}") => Self::GetIssue,
             ("GET", "/repos/{owner}/{repo}/issues/{issue_number}/comments")
             | ("GET", "/repositories/{repository_id}/issues/{issue_number}/comments") => {
                 Self::ListIssueComments
@@ -123,6 +127,10 @@ pub enum Fault {
         /// GitHub's JSON shape rather than an HTML page.
         json: bool,
     },
+    /// Serve the request normally, but a list's last page (a single page included)
+    /// carries `Link: <…page=1>; rel="next"`: pagination that never ends.
+    /// Combines with other faults; only list routes have pages.
+    LinkCycle,
 }
 
 /// When a rule stops applying.
@@ -221,6 +229,8 @@ pub(crate) struct Verdict {
     pub(crate) latency: Duration,
     /// The first matching non-latency fault, answered instead of the request.
     pub(crate) fault: Option<Fault>,
+    /// A matching [`Fault::LinkCycle`] rule: the page's `Link` leads back to page 1.
+    pub(crate) link_cycle: bool,
 }
 
 #[derive(Default)]
@@ -263,6 +273,10 @@ impl FaultSet {
             match rule.fault {
                 Fault::Latency(delay) => {
                     verdict.latency += delay;
+                    rule.consume();
+                }
+                Fault::LinkCycle => {
+                    verdict.link_cycle = true;
                     rule.consume();
                 }
                 other if verdict.fault.is_none() => {

@@ -1,6 +1,7 @@
 //! The GitHub simulator's HTTP surface: GitHub's REST paths, status codes, headers and
 //! JSON bodies for the calls the worker makes (contract §2).
 
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use axum::Router;
@@ -30,6 +31,7 @@ const DOCS: &str = "https://docs.github.com/rest";
 const DOCS_TOKEN: &str =
     "https://docs.github.com/rest/apps/apps#create-an-installation-access-token-for-an-app";
 const DOCS_REPO_INSTALLATION: &str = "https://docs.github.com/rest/apps/apps#get-a-repository-installation-for-the-authenticated-app";
+const DOCS_GET_ISSUE: &str = "https://docs.github.com/rest/issues/issues#get-an-issue";
 const DOCS_LIST_COMMENTS: &str = "https://docs.github.com/rest/issues/comments#list-issue-comments";
 const DOCS_CREATE_COMMENT: &str =
     "https://docs.github.com/rest/issues/comments#create-an-issue-comment";
@@ -78,6 +80,10 @@ pub(super) fn router(sim: GitHubSim) -> Router {
         .route(
             "/repos/{owner}/{repo}/installation",
             get(get_repo_installation),
+        )
+        .route(
+            "/repos/{owner}/{repo}/issues/{issue_number}",
+            get(get_issue),
         )
         .route(
             "/repos/{owner}/{repo}/issues/{issue_number}/comments",
@@ -183,7 +189,19 @@ async fn headers_and_accounting(
         });
     }
 
-    let mut response = if user_agent.is_none() {
+    // A strict HTTP/1.1 proxy (as in front of some GitHub Enterprise Server
+    // installations) wants the length of every request that may carry a body.
+    let length_required = sim.shared.require_content_length.load(Ordering::Relaxed)
+        && matches!(req.method().as_str(), "POST" | "PATCH" | "PUT")
+        && !headers.contains_key(header::CONTENT_LENGTH)
+        && !headers.contains_key(header::TRANSFER_ENCODING);
+    let mut response = if length_required {
+        sim.shared.state.lock().stats.length_required += 1;
+        let mut r = (StatusCode::LENGTH_REQUIRED, "Length Required\n").into_response();
+        r.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        r
+    } else if user_agent.is_none() {
         let mut r = (StatusCode::FORBIDDEN, NO_USER_AGENT).into_response();
         r.headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
@@ -302,8 +320,10 @@ fn fault_response(fault: Fault, installation: Option<i64>) -> Response {
             r.extensions_mut().insert(EchoPending { json });
             r
         }
-        // Latency never ends a request by itself.
-        Fault::Latency(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "Server Error", DOCS),
+        // Latency and link cycles never end a request by themselves.
+        Fault::Latency(_) | Fault::LinkCycle => {
+            error(StatusCode::INTERNAL_SERVER_ERROR, "Server Error", DOCS)
+        }
     }
 }
 
@@ -331,6 +351,10 @@ fn echo_response(status: StatusCode, json_shape: bool, quoted: &str) -> Response
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
     r
 }
+
+/// Whether a list answer's `Link` must lead from its last page back to page 1.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct LinkCycle(pub(super) bool);
 
 /// `Authorization: Bearer X` or `token X` (GitHub accepts both schemes).
 fn credential(headers: &HeaderMap) -> Option<&str> {
@@ -383,11 +407,12 @@ impl GitHubSim {
     }
 
     /// Applies matching faults: waits out their latency, then answers the fault if any.
+    /// Returns whether the answer's `Link` must cycle ([`Fault::LinkCycle`]).
     pub(super) async fn faults(
         &self,
         installation: Option<i64>,
         route: Route,
-    ) -> Result<(), Refusal> {
+    ) -> Result<LinkCycle, Refusal> {
         let verdict = self
             .shared
             .faults
@@ -397,7 +422,7 @@ impl GitHubSim {
             tokio::time::sleep(verdict.latency).await;
         }
         match verdict.fault {
-            None => Ok(()),
+            None => Ok(LinkCycle(verdict.link_cycle)),
             Some(fault) => {
                 self.shared.state.lock().stats.faults_served += 1;
                 Err(fault_response(fault, installation).into())
@@ -575,11 +600,12 @@ async fn list_comments(
     headers: HeaderMap,
 ) -> Reply {
     let installation = sim.require_installation_token(&headers)?;
-    sim.faults(Some(installation), Route::ListIssueComments)
+    let cycle = sim
+        .faults(Some(installation), Route::ListIssueComments)
         .await?;
     let repo_id = sim.repo_in_installation(installation, &owner, &repo, DOCS_LIST_COMMENTS)?;
     let number = parse_number(&issue_number, DOCS_LIST_COMMENTS)?;
-    comments_page(&sim, &headers, repo_id, number, query.as_deref())
+    comments_page(&sim, &headers, repo_id, number, query.as_deref(), cycle)
 }
 
 async fn list_comments_by_repository_id(
@@ -589,7 +615,8 @@ async fn list_comments_by_repository_id(
     headers: HeaderMap,
 ) -> Reply {
     let installation = sim.require_installation_token(&headers)?;
-    sim.faults(Some(installation), Route::ListIssueComments)
+    let cycle = sim
+        .faults(Some(installation), Route::ListIssueComments)
         .await?;
     let repo_id = repository_id
         .parse::<i64>()
@@ -603,7 +630,7 @@ async fn list_comments_by_repository_id(
         })
         .ok_or_else(|| not_found(DOCS_LIST_COMMENTS))?;
     let number = parse_number(&issue_number, DOCS_LIST_COMMENTS)?;
-    comments_page(&sim, &headers, repo_id, number, query.as_deref())
+    comments_page(&sim, &headers, repo_id, number, query.as_deref(), cycle)
 }
 
 fn comments_page(
@@ -612,6 +639,7 @@ fn comments_page(
     repo_id: i64,
     number: u64,
     query: Option<&str>,
+    cycle: LinkCycle,
 ) -> Reply {
     let api = api_base(sim, headers);
     let request = page_request(query);
@@ -631,8 +659,39 @@ fn comments_page(
         .collect();
     // GitHub links pages through the numeric repository id.
     let base = format!("{api}/repositories/{repo_id}/issues/{number}/comments");
-    let link = request.link_header(&base, all.len());
+    let link = if cycle.0 {
+        Some(request.cyclic_link_header(&base, all.len()))
+    } else {
+        request.link_header(&base, all.len())
+    };
     Ok(with_link(json(StatusCode::OK, &Value::Array(items)), link))
+}
+
+async fn get_issue(
+    State(sim): State<GitHubSim>,
+    Path((owner, repo, issue_number)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Reply {
+    let installation = sim.require_installation_token(&headers)?;
+    sim.faults(Some(installation), Route::GetIssue).await?;
+    let repo_id = sim.repo_in_installation(installation, &owner, &repo, DOCS_GET_ISSUE)?;
+    let number = parse_number(&issue_number, DOCS_GET_ISSUE)?;
+    let api = api_base(&sim, &headers);
+    let mut state = sim.shared.state.lock();
+    let pull = state
+        .store
+        .touch_pull(repo_id, number, Utc::now())
+        .ok_or_else(|| not_found(DOCS_GET_ISSUE))?
+        .clone();
+    let comments = state.store.issue_comments(repo_id, number).len();
+    let repo = state
+        .store
+        .repo(repo_id)
+        .ok_or_else(|| not_found(DOCS_GET_ISSUE))?;
+    Ok(json(
+        StatusCode::OK,
+        &shapes::issue(&api, repo, &pull, comments),
+    ))
 }
 
 async fn create_comment(

@@ -8,6 +8,7 @@
 //! | `GET /app` → 200 the App (`id`, `slug`: its bot account is `{slug}[bot]`) | App JWT |
 //! | `POST /app/installations/{id}/access_tokens` → 201 token, 404 unknown installation | App JWT |
 //! | `GET /repos/{owner}/{repo}/installation` → 200 installation, 404 | App JWT |
+//! | `GET /repos/{owner}/{repo}/issues/{n}` → 200 the pull request's issue (`comments`: its comment count) | installation token |
 //! | `GET /repos/{owner}/{repo}/issues/{n}/comments?per_page=&page=` (+ `Link`) | installation token |
 //! | `GET /repositories/{repo_id}/issues/{n}/comments` (where GitHub's `Link`s point) | installation token |
 //! | `POST /repos/{owner}/{repo}/issues/{n}/comments` → 201 | installation token |
@@ -36,6 +37,8 @@
 //!   `accept` or a missing version header is served but recorded as a violation.
 //! - Rate-limit headers are always sent but never count down; exhaust a limit with a
 //!   [`Fault`].
+//! - [`GitHubSim::set_require_content_length`] plays a strict HTTP/1.1 proxy: a POST,
+//!   PATCH or PUT without `Content-Length` (or chunked encoding) gets 411.
 //! - The App's webhook: [`GitHubSim::set_webhook`] points it at a worker and
 //!   [`GitHubSim::deliver`] sends an event, recording each attempt
 //!   ([`GitHubSim::hook_attempts`]) as GitHub's delivery log does.
@@ -53,6 +56,7 @@ mod tests;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -148,6 +152,9 @@ pub struct GitHubStats {
     pub header_violation_samples: Vec<HeaderViolation>,
     /// Requests answered by an injected fault.
     pub faults_served: u64,
+    /// Requests refused 411 for want of a `Content-Length`
+    /// ([`GitHubSim::set_require_content_length`]).
+    pub length_required: u64,
 }
 
 impl GitHubStats {
@@ -270,6 +277,7 @@ struct Shared {
     faults: Mutex<FaultSet>,
     changes: Changes,
     hooks: hooks::Hooks,
+    require_content_length: AtomicBool,
 }
 
 /// The simulated GitHub. Cheap to clone; clones share one state.
@@ -317,6 +325,7 @@ impl GitHubSim {
                 faults: Mutex::new(FaultSet::default()),
                 changes: Changes::new(),
                 hooks: hooks::Hooks::new(),
+                require_content_length: AtomicBool::new(false),
             }),
         })
     }
@@ -450,6 +459,16 @@ impl GitHubSim {
         denied: bool,
     ) -> Result<(), SetupError> {
         self.mutate(|s| s.store.set_permission_denied(repo_full_name, denied))
+    }
+
+    /// While `strict`, a POST, PATCH or PUT without `Content-Length` (and not chunked)
+    /// is answered 411 Length Required, as strict HTTP/1.1 proxies in front of GitHub
+    /// Enterprise Server do.
+    pub fn set_require_content_length(&self, strict: bool) {
+        self.shared
+            .require_content_length
+            .store(strict, Ordering::Relaxed);
+        self.shared.changes.bump();
     }
 
     /// Invalidates every installation access token (their next use gets 401).

@@ -79,6 +79,25 @@ impl PageRequest {
     }
 }
 
+impl PageRequest {
+    /// [`Self::link_header`] of a broken server: on the last page (a single page
+    /// included) the `next` relation points back to page 1, so following `next` never
+    /// ends.
+    pub fn cyclic_link_header(&self, base: &str, total: usize) -> String {
+        let last = self.last_page(total);
+        let first = if self.per_page_given {
+            format!("<{base}?per_page={}&page=1>", self.per_page)
+        } else {
+            format!("<{base}?page=1>")
+        };
+        match self.link_header(base, total) {
+            Some(links) if self.page < last => links,
+            Some(links) => format!("{first}; rel=\"next\", {links}"),
+            None => format!("{first}; rel=\"next\""),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,5 +160,25 @@ mod tests {
             )
         );
         assert_eq!(first.link_header(base, 100), None);
+    }
+
+    #[test]
+    fn a_cyclic_header_leads_from_the_last_page_back_to_the_first() {
+        let base = "https://api.github.com/repositories/1/issues/2/comments";
+        let last = PageRequest::parse(Some("100"), Some("3"));
+        assert!(
+            last.cyclic_link_header(base, 250)
+                .starts_with(&format!("<{base}?per_page=100&page=1>; rel=\"next\", "))
+        );
+        let only = PageRequest::parse(Some("100"), None);
+        assert_eq!(
+            only.cyclic_link_header(base, 5),
+            format!("<{base}?per_page=100&page=1>; rel=\"next\"")
+        );
+        let middle = PageRequest::parse(Some("100"), Some("2"));
+        assert_eq!(
+            middle.cyclic_link_header(base, 250),
+            middle.link_header(base, 250).unwrap()
+        );
     }
 }

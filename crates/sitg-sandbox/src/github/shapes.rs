@@ -142,6 +142,32 @@ pub(crate) fn pull_request(api: &str, r: &Repo, p: &Pull) -> Value {
     })
 }
 
+/// The issue of a pull request, as `GET /repos/{owner}/{repo}/issues/{n}` answers it;
+/// `comments` is how many issue comments it has.
+pub(crate) fn issue(api: &str, r: &Repo, p: &Pull, comments: usize) -> Value {
+    let full = r.full_name();
+    let n = p.number;
+    json!({
+        "url": format!("{api}/repos/{full}/issues/{n}"),
+        "id": p.id,
+        "node_id": format!("I_kwDO{}", p.id),
+        "html_url": format!("https://github.com/{full}/pull/{n}"),
+        "comments_url": format!("{api}/repos/{full}/issues/{n}/comments"),
+        "number": n,
+        "state": p.state.as_str(),
+        "title": format!("Pull request #{n}"),
+        "locked": false,
+        "comments": comments,
+        "created_at": timestamp(p.created_at),
+        "updated_at": timestamp(p.updated_at),
+        "closed_at": p.closed_at.map(timestamp),
+        "pull_request": {
+            "url": format!("{api}/repos/{full}/pulls/{n}"),
+            "html_url": format!("https://github.com/{full}/pull/{n}"),
+        },
+    })
+}
+
 /// GitHub's error body: `{"message", "documentation_url", "status"}`.
 pub(crate) fn error(message: &str, documentation_url: &str, status: u16) -> Value {
     json!({

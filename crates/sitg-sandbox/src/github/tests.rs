@@ -858,3 +858,55 @@ async fn echo_faults_quote_the_request_and_record_the_credential() {
         StatusCode::OK
     );
 }
+
+#[tokio::test]
+async fn the_issue_counts_its_comments_and_a_link_cycle_leads_back_to_page_one() {
+    let h = Harness::default().await;
+    h.sim
+        .seed_comments("org/repo", 4, 150, |i| format!("c{i}"))
+        .unwrap();
+    let token = h.token(INSTALLATION).await;
+    let issue: Value = h
+        .get("/repos/org/repo/issues/4", &token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(issue["comments"], 150);
+    assert_eq!(issue["number"], 4);
+    h.sim
+        .inject(FaultRule::new(Fault::LinkCycle).route(Route::ListIssueComments));
+    let last = h
+        .get(
+            "/repos/org/repo/issues/4/comments?per_page=100&page=2",
+            &token,
+        )
+        .await;
+    assert_eq!(last.status(), StatusCode::OK);
+    assert!(
+        links(&last)["next"].ends_with("/repositories/999/issues/4/comments?per_page=100&page=1"),
+        "{:?}",
+        links(&last)
+    );
+    assert_eq!(h.sim.stats().requests_to(Route::GetIssue), 1);
+}
+
+#[tokio::test]
+async fn a_strict_proxy_wants_the_length_of_a_bodyless_post() {
+    let h = Harness::default().await;
+    h.sim.set_require_content_length(true);
+    assert_eq!(
+        h.mint_with(INSTALLATION, &good_jwt()).await.status(),
+        StatusCode::LENGTH_REQUIRED
+    );
+    let stated = h
+        .http
+        .post(h.url(&format!("/app/installations/{INSTALLATION}/access_tokens")))
+        .bearer_auth(good_jwt())
+        .header("content-length", "0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stated.status(), StatusCode::CREATED);
+    assert_eq!(h.sim.stats().length_required, 1);
+}
