@@ -14,6 +14,7 @@ mod drill_backend_outage;
 mod drill_github_faults;
 mod drill_sigterm;
 mod gate_latency;
+mod ingress_e2e;
 mod outbox_e2e;
 mod outbox_lag;
 mod prop_webhook;
