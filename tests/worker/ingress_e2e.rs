@@ -285,3 +285,199 @@ async fn one_delivery_at_two_replicas_is_answered_2xx_by_both() {
     let replays = peers.backend.stats().replays_rejected as f64;
     assert_eq!(retried, replays, "every replay refusal was signed again");
 }
+
+/// How an attacking connection behaves.
+#[derive(Clone, Copy, Debug)]
+enum Loiter {
+    /// Connects and sends nothing.
+    Silent,
+    /// Sends one request, reads the answer, then keeps the connection idle.
+    KeepAlive,
+    /// Sends a request line, then one header byte per second (slowloris).
+    Trickle,
+}
+
+/// How long an attacking connection closed by the worker waits before it opens again.
+/// Every eviction costs the worker an accept and a close, so this sets the churn the
+/// attack causes (thousands of connections: hundreds a second), kept within what a
+/// debug build on a loaded two-core machine serves alongside the deliveries.
+const RENEW_AFTER: Duration = Duration::from_secs(5);
+
+/// `count` attacking connections, a third of each [`Loiter`] kind; each opens again
+/// [`RENEW_AFTER`] after the worker closes it, so the pressure lasts.
+struct Loiterers {
+    stop: CancellationToken,
+    tasks: tokio::task::JoinSet<()>,
+    connects: Arc<AtomicUsize>,
+}
+
+impl Loiterers {
+    fn start(port: u16, count: usize) -> Self {
+        let stop = CancellationToken::new();
+        let connects = Arc::new(AtomicUsize::new(0));
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..count {
+            let kind = [Loiter::Silent, Loiter::KeepAlive, Loiter::Trickle][i % 3];
+            let (stop, connects) = (stop.clone(), Arc::clone(&connects));
+            tasks.spawn(async move {
+                while !stop.is_cancelled() {
+                    if let Ok(stream) = TcpStream::connect(("127.0.0.1", port)).await {
+                        connects.fetch_add(1, Ordering::Relaxed);
+                        tokio::select! {
+                            () = loiter(stream, kind) => {}
+                            () = stop.cancelled() => return,
+                        }
+                    }
+                    tokio::select! {
+                        () = tokio::time::sleep(RENEW_AFTER) => {}
+                        () = stop.cancelled() => return,
+                    }
+                }
+            });
+        }
+        Self {
+            stop,
+            tasks,
+            connects,
+        }
+    }
+
+    async fn stop(mut self) {
+        self.stop.cancel();
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// Keeps `stream` open in the way of `kind` until the worker closes it.
+async fn loiter(stream: TcpStream, kind: Loiter) {
+    let (mut read, mut write) = stream.into_split();
+    let opening: &[u8] = match kind {
+        Loiter::Silent => b"",
+        Loiter::KeepAlive => b"GET /healthz HTTP/1.1\r\nhost: worker\r\n\r\n",
+        Loiter::Trickle => b"POST /webhooks/github HTTP/1.1\r\nhost: worker\r\nx-slow: ",
+    };
+    if write.write_all(opening).await.is_err() {
+        return;
+    }
+    let trickle = async {
+        if matches!(kind, Loiter::Trickle) {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                if write.write_all(b"a").await.is_err() {
+                    return;
+                }
+            }
+        }
+        std::future::pending::<()>().await;
+    };
+    let mut sink = Vec::new();
+    tokio::select! {
+        _ = read.read_to_end(&mut sink) => {}
+        () = trickle => {}
+    }
+}
+
+/// Issue 9, item 2: many times `HTTP_MAX_CONNECTIONS` idle, silent and slowloris
+/// connections on the webhook port, each renewed when closed. At the cap the connection
+/// waiting longest without a request in progress makes room, a head has its own
+/// deadline, and the probes live on the metrics port: signed deliveries sent meanwhile
+/// get 2xx within a second, and every liveness and readiness probe succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_and_slow_connections_never_keep_deliveries_out() {
+    const CAP: usize = 128;
+    const ATTACKERS: usize = 2_000;
+    const DELIVERIES: usize = 20;
+    let _drill = one_drill_at_a_time().await;
+    let (_, peers) = peers_for_examples().await;
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+        .to_string();
+    let cap = CAP.to_string();
+    let worker = spawn_webhook_worker(
+        &peers,
+        &[
+            ("HTTP_MAX_CONNECTIONS", cap.as_str()),
+            ("METRICS_PORT", metrics_port.as_str()),
+        ],
+    )
+    .await;
+    let ops = |path: &str| format!("http://127.0.0.1:{metrics_port}{path}");
+    let attack = Loiterers::start(worker.port, ATTACKERS);
+    assert!(
+        eventually(Duration::from_secs(30), || {
+            attack.connects.load(Ordering::Relaxed) >= ATTACKERS
+        })
+        .await,
+        "only {} attacking connections opened",
+        attack.connects.load(Ordering::Relaxed)
+    );
+
+    // The kubelet's probes: every 250 ms, each with the Deployment's 2 s timeout.
+    let probes_stop = CancellationToken::new();
+    let probes = tokio::spawn({
+        let (stop, live, ready) = (probes_stop.clone(), ops("/healthz"), ops("/readyz"));
+        async move {
+            let client = reqwest::Client::builder()
+                .timeout(Duration::from_secs(2))
+                .pool_max_idle_per_host(0)
+                .build()
+                .expect("a client");
+            let mut failures = Vec::new();
+            let mut sent = 0;
+            while !stop.is_cancelled() {
+                for url in [&live, &ready] {
+                    sent += 1;
+                    match client.get(url.as_str()).send().await {
+                        Ok(r) if r.status() == 200 => {}
+                        other => failures.push(format!("{url}: {other:?}")),
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            (sent, failures)
+        }
+    });
+
+    // GitHub opens a connection per delivery; one a second, each given 1 s.
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(1))
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("a client");
+    let body = opened_body();
+    let signature = sign(peers.webhook_secret.expose(), &body);
+    let url = worker.url("/webhooks/github");
+    let mut answered = Vec::new();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    for _ in 0..DELIVERIES {
+        tick.tick().await;
+        answered.push(deliver_once(&client, &url, &signature, &body).await);
+    }
+    probes_stop.cancel();
+    let (probes_sent, probe_failures) = probes.await.expect("the probe task");
+    let connects = attack.connects.load(Ordering::Relaxed);
+    attack.stop().await;
+
+    assert_mostly_ok(
+        &format!("{ATTACKERS} loitering connections ({connects} opened) against a cap of {CAP}"),
+        &answered,
+    );
+    assert!(probes_sent > 0);
+    assert!(
+        probe_failures.is_empty(),
+        "{} of {probes_sent} probes failed: {:?}",
+        probe_failures.len(),
+        &probe_failures[..probe_failures.len().min(5)]
+    );
+    // The attack did fill the cap: connections were closed to make room.
+    let evicted = worker
+        .metric_with(
+            "sitg_bot_http_connections_closed_total",
+            "listener=\"main\",reason=\"evicted\"",
+        )
+        .await
+        .unwrap_or(0.0);
+    assert!(evicted > 0.0, "no connection was evicted");
+}
