@@ -79,10 +79,10 @@ fn run_worker() -> anyhow::Result<()> {
     let rt = runtime()?;
     rt.block_on(async move {
         let state = worker::build_state(&config)?;
-        let main = bind(config.bind_address, config.port, "PORT").await?;
+        let main = bind(config.bind_address, config.port, "PORT")?;
         let metrics = match config.metrics_port {
             Some(port) if port != config.port => {
-                Some(bind(config.bind_address, port, "METRICS_PORT").await?)
+                Some(bind(config.bind_address, port, "METRICS_PORT")?)
             }
             _ => None,
         };
@@ -179,10 +179,10 @@ fn run_verify(args: &sitg_bot::verify::VerifyArgs) -> ExitCode {
     }
 }
 
-async fn bind(ip: std::net::IpAddr, port: u16, var: &str) -> anyhow::Result<TcpListener> {
+/// Listens on `ip:port` with the worker's accept backlog; the error names `var`.
+fn bind(ip: std::net::IpAddr, port: u16, var: &str) -> anyhow::Result<TcpListener> {
     let addr = SocketAddr::new(ip, port);
-    TcpListener::bind(addr)
-        .await
+    sitg_bot::worker::serve::bind_listener(addr)
         .with_context(|| format!("{var}: cannot listen on {addr}"))
 }
 

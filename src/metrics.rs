@@ -29,7 +29,7 @@ pub enum RejectReason {
     Unreadable,
     /// 408: the body did not arrive in full within its deadline.
     BodyTimeout,
-    /// 503: the bodies already held use the whole `WEBHOOK_BUFFER_LIMIT_MB` budget.
+    /// 503: the body bytes received, over all requests, would exceed `WEBHOOK_BUFFER_LIMIT_MB`.
     Overloaded,
     /// 400: no usable `X-GitHub-Event`.
     MissingEvent,
@@ -37,11 +37,13 @@ pub enum RejectReason {
     InvalidDeliveryId,
     /// 400: malformed JSON, a missing field or a value the backend cannot store.
     InvalidPayload,
+    /// 415: a `Content-Type` that is neither JSON nor GitHub's form encoding.
+    UnsupportedMediaType,
 }
 
 impl RejectReason {
     /// Every reason, so each series exists (at 0) from the start.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::TooLarge,
         Self::Unreadable,
         Self::BodyTimeout,
@@ -49,6 +51,7 @@ impl RejectReason {
         Self::MissingEvent,
         Self::InvalidDeliveryId,
         Self::InvalidPayload,
+        Self::UnsupportedMediaType,
     ];
 
     /// The label value.
@@ -61,6 +64,7 @@ impl RejectReason {
             Self::MissingEvent => "missing_event",
             Self::InvalidDeliveryId => "invalid_delivery_id",
             Self::InvalidPayload => "invalid_payload",
+            Self::UnsupportedMediaType => "unsupported_media_type",
         }
     }
 }

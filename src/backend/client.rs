@@ -144,6 +144,7 @@ struct Metrics {
     requests: IntCounterVec,
     duration: HistogramVec,
     refusing: IntGauge,
+    replay_retries: IntCounterVec,
 }
 
 impl Metrics {
@@ -170,13 +171,27 @@ impl Metrics {
             "1 while the backend's last answer said the worker is misconfigured (403: key id or \
              HMAC secret; 404 on a fixed endpoint: BACKEND_BASE_URL), else 0",
         )?;
+        let replay_retries = IntCounterVec::new(
+            Opts::new(
+                "sitg_bot_backend_replay_retries_total",
+                "403 answers to an event forward, a message other replicas sign too, that \
+                 were signed again in a later second (the backend refuses a signature it \
+                 has seen; another replica may have sent the same delivery)",
+            ),
+            &["endpoint"],
+        )?;
+        for endpoint in ["pull_request_event", "installation_sync_event"] {
+            replay_retries.with_label_values(&[endpoint]);
+        }
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(refusing.clone()))?;
+        registry.register(Box::new(replay_retries.clone()))?;
         Ok(Self {
             requests,
             duration,
             refusing,
+            replay_retries,
         })
     }
 }
@@ -402,7 +417,7 @@ impl BackendClient {
             worker_id: worker_id.to_owned(),
             limit,
         };
-        let message = SignedMessage::Claim { worker_id }.to_string();
+        let message = SignedMessage::Claim { worker_id };
         let reached = AtomicBool::new(false);
         let resp: ClaimResponse = self
             .post_noting(
@@ -467,7 +482,7 @@ impl BackendClient {
             ..request.clone()
         };
         match self
-            .post::<_, ResultResponse>("result", &path, &message.to_string(), request, policy)
+            .post::<_, ResultResponse>("result", &path, &message, request, policy)
             .await
         {
             Ok((resp, _)) => Ok(Some(resp)),
@@ -511,19 +526,25 @@ impl BackendClient {
         body: &Req,
         policy: CallPolicy,
     ) -> Result<Resp, BackendError> {
-        self.post(endpoint, path, &message.to_string(), body, policy)
+        self.post(endpoint, path, &message, body, policy)
             .await
             .map(|(resp, _)| resp)
             .map_err(|(e, _)| e)
     }
 
-    /// POSTs `body` to `path`, retrying per `policy`. On error also returns how many
-    /// attempts were made.
+    /// POSTs `body` to `path` signed with `message`, retrying per `policy`. On error
+    /// also returns how many attempts were made.
+    ///
+    /// A 403 to a message other replicas sign too
+    /// ([`SignedMessage::shared_by_replicas`]) is tried again, signed in a later
+    /// second: the backend answers a replayed signature with the same 403 `FORBIDDEN` as
+    /// a wrong key, so only a fresh signature tells them apart. Such a 403 counts as a
+    /// refusal ([`Self::refusal`], log `backend_refusing`) only when no attempt is left.
     async fn post<Req: Serialize + ?Sized, Resp: DeserializeOwned>(
         &self,
         endpoint: &'static str,
         path: &str,
-        message: &str,
+        message: &SignedMessage<'_>,
         body: &Req,
         policy: CallPolicy,
     ) -> Result<(Resp, usize), (BackendError, usize)> {
@@ -538,11 +559,13 @@ impl BackendClient {
         &self,
         endpoint: &'static str,
         path: &str,
-        message: &str,
+        message: &SignedMessage<'_>,
         body: &Req,
         policy: CallPolicy,
         reached: &AtomicBool,
     ) -> Result<(Resp, usize), (BackendError, usize)> {
+        let shared = message.shared_by_replicas();
+        let message = &message.to_string();
         let bytes = bytes::Bytes::from(serde_json::to_vec(body).map_err(|e| {
             (
                 BackendError::Decode {
@@ -563,9 +586,12 @@ impl BackendClient {
                 bytes.clone(),
                 policy.attempt_timeout,
                 reached,
+                shared,
             )
             .await
         };
+        let replay_suspected =
+            |err: &BackendError| shared && matches!(err, BackendError::Status { status: 403, .. });
         let backoff = ExponentialBuilder::default()
             .with_min_delay(Duration::from_millis(250))
             .with_max_delay(Duration::from_secs(4))
@@ -573,17 +599,39 @@ impl BackendClient {
             .with_max_times(policy.max_attempts.saturating_sub(1));
         let retried = attempt
             .retry(backoff)
-            .when(BackendError::is_retryable)
+            .when(|err| err.is_retryable() || replay_suspected(err))
             .notify(|err, delay| {
-                tracing::warn!(
-                    event = "backend_retry",
-                    endpoint,
-                    error = %err,
-                    retry_in_ms = delay.as_millis() as u64,
-                );
+                if replay_suspected(err) {
+                    self.inner
+                        .metrics
+                        .replay_retries
+                        .with_label_values(&[endpoint])
+                        .inc();
+                    tracing::info!(
+                        event = "backend_replay_suspected",
+                        endpoint,
+                        error = %err,
+                        retry_in_ms = delay.as_millis() as u64,
+                        "403 to a message another replica may have signed in the same \
+                         second; signing again in a later second"
+                    );
+                } else {
+                    tracing::warn!(
+                        event = "backend_retry",
+                        endpoint,
+                        error = %err,
+                        retry_in_ms = delay.as_millis() as u64,
+                    );
+                }
             });
         let outcome = tokio::time::timeout(policy.deadline, retried).await;
         let made = attempts.load(Ordering::Relaxed);
+        if let Ok(Err(err)) = &outcome {
+            if replay_suspected(err) {
+                // Every attempt was refused, fresh signatures included: a real refusal.
+                self.note_answer(endpoint, StatusCode::FORBIDDEN);
+            }
+        }
         match outcome {
             Ok(Ok(resp)) => Ok((resp, made)),
             Ok(Err(e)) => Err((e, made)),
@@ -605,6 +653,7 @@ impl BackendClient {
         body: bytes::Bytes,
         timeout: Duration,
         reached: &AtomicBool,
+        shared: bool,
     ) -> Result<Resp, BackendError> {
         let inner = &self.inner;
         // A fresh signature for every attempt: the backend refuses a replayed one.
@@ -656,7 +705,11 @@ impl BackendClient {
         };
         inner.reachable.store(true, Ordering::Relaxed);
         let status = response.status();
-        self.note_answer(endpoint, status);
+        // A 403 to a shared message may be another replica's replay; [`Self::post`]
+        // decides once the retries are over.
+        if !(shared && status == StatusCode::FORBIDDEN) {
+            self.note_answer(endpoint, status);
+        }
         inner
             .metrics
             .requests

@@ -29,6 +29,20 @@ pub enum SignedMessage<'a> {
     },
 }
 
+impl SignedMessage<'_> {
+    /// Whether another replica may sign this very message: an event forward names only
+    /// the delivery id, so one delivery that reaches two replicas (a load balancer's
+    /// retry) is signed by both, in the same second with some luck, and the backend then
+    /// refuses the second signature as a replay. Claims and result reports name this
+    /// worker's id, which no other replica uses.
+    pub fn shared_by_replicas(&self) -> bool {
+        matches!(
+            self,
+            Self::PullRequestEvent { .. } | Self::InstallationSyncEvent { .. }
+        )
+    }
+}
+
 impl fmt::Display for SignedMessage<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -51,6 +51,8 @@ pub const SHUTDOWN_DRAIN_SECONDS: &str = "SHUTDOWN_DRAIN_SECONDS";
 pub const HTTP_MAX_CONNECTIONS: &str = "HTTP_MAX_CONNECTIONS";
 /// `HTTP_HEADER_READ_TIMEOUT_SECONDS`: default [`DEFAULT_HTTP_HEADER_READ_TIMEOUT_SECONDS`].
 pub const HTTP_HEADER_READ_TIMEOUT_SECONDS: &str = "HTTP_HEADER_READ_TIMEOUT_SECONDS";
+/// `HTTP_REQUEST_HEAD_TIMEOUT_SECONDS`: default [`DEFAULT_HTTP_REQUEST_HEAD_TIMEOUT_SECONDS`].
+pub const HTTP_REQUEST_HEAD_TIMEOUT_SECONDS: &str = "HTTP_REQUEST_HEAD_TIMEOUT_SECONDS";
 /// `WEBHOOK_BUFFER_LIMIT_MB`: default [`DEFAULT_WEBHOOK_BUFFER_LIMIT_MB`].
 pub const WEBHOOK_BUFFER_LIMIT_MB: &str = "WEBHOOK_BUFFER_LIMIT_MB";
 /// `WORKER_STATE_DIR`: absolute directory for the claim journal (optional).
@@ -62,7 +64,7 @@ pub const STATE_DIRECTORY: &str = "STATE_DIRECTORY";
 pub const LOG_FORMAT: &str = "LOG_FORMAT";
 
 /// Every variable the worker reads, in the order of the deployment guide.
-pub const ALL: [&str; 27] = [
+pub const ALL: [&str; 28] = [
     BIND_ADDRESS,
     PORT,
     METRICS_PORT,
@@ -85,6 +87,7 @@ pub const ALL: [&str; 27] = [
     SHUTDOWN_DRAIN_SECONDS,
     HTTP_MAX_CONNECTIONS,
     HTTP_HEADER_READ_TIMEOUT_SECONDS,
+    HTTP_REQUEST_HEAD_TIMEOUT_SECONDS,
     WEBHOOK_BUFFER_LIMIT_MB,
     WORKER_STATE_DIR,
     STATE_DIRECTORY,
@@ -126,6 +129,12 @@ pub const HTTP_MAX_CONNECTIONS_RANGE: RangeInclusive<u64> = 16..=65_536;
 pub const DEFAULT_HTTP_HEADER_READ_TIMEOUT_SECONDS: u64 = 65;
 /// Accepted `HTTP_HEADER_READ_TIMEOUT_SECONDS`.
 pub const HTTP_HEADER_READ_TIMEOUT_SECONDS_RANGE: RangeInclusive<u64> = 5..=3600;
+/// Default `HTTP_REQUEST_HEAD_TIMEOUT_SECONDS`: a request head is a few hundred bytes
+/// that a real client sends at once; 10 s leaves room for a slow mobile link and cuts a
+/// client trickling a header byte by byte (slowloris) long before the idle timeout.
+pub const DEFAULT_HTTP_REQUEST_HEAD_TIMEOUT_SECONDS: u64 = 10;
+/// Accepted `HTTP_REQUEST_HEAD_TIMEOUT_SECONDS`.
+pub const HTTP_REQUEST_HEAD_TIMEOUT_SECONDS_RANGE: RangeInclusive<u64> = 1..=300;
 /// Default `WEBHOOK_BUFFER_LIMIT_MB`.
 pub const DEFAULT_WEBHOOK_BUFFER_LIMIT_MB: u64 = 64;
 /// Accepted `WEBHOOK_BUFFER_LIMIT_MB`: at least 25 so one body of GitHub's 25 MB

@@ -90,7 +90,9 @@ pub struct WorkerConfig {
     /// has time to stop routing to it (Kubernetes removes endpoints asynchronously).
     pub shutdown_drain: Duration,
     /// `HTTP_MAX_CONNECTIONS` (default 1024, 16..65536): open connections per listener;
-    /// past it new connections wait in the kernel's accept queue.
+    /// at the cap, the connection that has waited longest without a request in
+    /// progress is closed to make room (new ones wait in the kernel's accept queue only
+    /// while every connection has a request in progress).
     pub http_max_connections: usize,
     /// `HTTP_HEADER_READ_TIMEOUT_SECONDS` (default 65, 5..3600): how long a client may
     /// take to send a request's head, counted from when the server starts waiting for
@@ -98,6 +100,11 @@ pub struct WorkerConfig {
     /// response. Keep it above the load balancer's idle timeout, or the balancer may
     /// send a delivery on a connection the worker is closing.
     pub http_header_read_timeout: Duration,
+    /// `HTTP_REQUEST_HEAD_TIMEOUT_SECONDS` (default 10, 1..300): how long a request's
+    /// line and headers may take to arrive, counted from their first byte (from the
+    /// accept for a connection's first request). Bounds slowloris clients whatever the
+    /// idle timeout above.
+    pub http_request_head_timeout: Duration,
     /// `WEBHOOK_BUFFER_LIMIT_MB` (default 64, 25..4096): bytes of webhook bodies held in
     /// memory at once, over all requests; a request that does not fit gets 503. At least
     /// 25 so one body of GitHub's 25 MB maximum always fits.
@@ -193,6 +200,11 @@ impl WorkerConfig {
             DEFAULT_HTTP_HEADER_READ_TIMEOUT_SECONDS,
             HTTP_HEADER_READ_TIMEOUT_SECONDS_RANGE,
         )?;
+        let head_secs = env.ranged_u64(
+            HTTP_REQUEST_HEAD_TIMEOUT_SECONDS,
+            DEFAULT_HTTP_REQUEST_HEAD_TIMEOUT_SECONDS,
+            HTTP_REQUEST_HEAD_TIMEOUT_SECONDS_RANGE,
+        )?;
         let buffer_mb = env.ranged_u64(
             WEBHOOK_BUFFER_LIMIT_MB,
             DEFAULT_WEBHOOK_BUFFER_LIMIT_MB,
@@ -247,6 +259,7 @@ impl WorkerConfig {
             // Both in range by construction, far below usize::MAX.
             http_max_connections: usize::try_from(max_connections).unwrap_or(1024),
             http_header_read_timeout: Duration::from_secs(header_secs),
+            http_request_head_timeout: Duration::from_secs(head_secs),
             webhook_buffer_limit_bytes: usize::try_from(buffer_mb * 1024 * 1024)
                 .unwrap_or(usize::MAX),
             log_format,
@@ -552,6 +565,7 @@ mod tests {
         assert_eq!(c.shutdown_drain, Duration::ZERO);
         assert_eq!(c.http_max_connections, 1024);
         assert_eq!(c.http_header_read_timeout, Duration::from_secs(65));
+        assert_eq!(c.http_request_head_timeout, Duration::from_secs(10));
         assert_eq!(c.webhook_buffer_limit_bytes, 64 * 1024 * 1024);
         let mut env = base();
         env.insert("SHUTDOWN_DRAIN_SECONDS", "5".to_owned());
@@ -567,6 +581,7 @@ mod tests {
             ("SHUTDOWN_DRAIN_SECONDS", "61"),
             ("HTTP_MAX_CONNECTIONS", "15"),
             ("HTTP_HEADER_READ_TIMEOUT_SECONDS", "4"),
+            ("HTTP_REQUEST_HEAD_TIMEOUT_SECONDS", "0"),
         ] {
             let mut env = base();
             env.insert(var, bad.to_owned());

@@ -1,8 +1,10 @@
 //! `POST /webhooks/github`: verify, normalise, forward, answer within GitHub's 10 s.
 //!
-//! Status codes: 401 bad signature; 400 malformed or unstorable payload (nothing
-//! forwarded); 408 body not received in full within [`BODY_READ_DEADLINE`]; 413 body over
-//! 25 MB; 503 `overloaded` when the bodies already held fill `WEBHOOK_BUFFER_LIMIT_MB`;
+//! Bodies are JSON, or GitHub's form encoding (`payload=<percent-encoded JSON>`, see
+//! [`webhook_payload`]). Status codes: 401 bad signature; 400 malformed or unstorable
+//! payload (nothing forwarded); 415 a `Content-Type` that is neither; 408 body not received in full within [`BODY_READ_DEADLINE`]; 413 body over
+//! 25 MB; 503 `overloaded` when the bytes of bodies received so far (over all requests)
+//! would exceed `WEBHOOK_BUFFER_LIMIT_MB`;
 //! 200 `ignored` for events not forwarded; 200 with the backend's `ingest_status` when
 //! forwarded; 502/503/504 when the backend or GitHub failed, so GitHub records the
 //! delivery as failed and it can be redelivered.
@@ -89,9 +91,10 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Response {
     if declared.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
         return too_large(state);
     }
-    // Room for the declared body is taken before any byte of it is read; a body without
-    // Content-Length takes room as its frames arrive.
-    let mut reservation = match state.body_budget.reserve(declared.unwrap_or(0)) {
+    // Room is taken as the body's bytes arrive, never from `Content-Length` up front: a
+    // client that announces 16 MiB and sends nothing (it needs no signature for that)
+    // must hold nothing, or a few of them would starve every signed delivery.
+    let mut reservation = match state.body_budget.reserve(0) {
         Ok(reservation) => reservation,
         Err(err) => return overloaded(state, headers, &err),
     };
@@ -160,15 +163,21 @@ enum ReadError {
     Unreadable(axum::Error),
 }
 
-/// Reads the body frame by frame, growing `reservation` to cover what is held and
-/// stopping at [`MAX_BODY_BYTES`], so no body is buffered beyond either bound.
+/// Memory set aside for a body before its first byte arrives, whatever its
+/// `Content-Length` says (64 KiB): the buffer grows with what really arrives.
+const INITIAL_BODY_CAPACITY: usize = 64 * 1024;
+
+/// Reads the body frame by frame, growing `reservation` to cover the bytes received so
+/// far and stopping at [`MAX_BODY_BYTES`], so no body is buffered beyond either bound.
+/// `declared` (`Content-Length`) only sizes the first allocation, up to
+/// [`INITIAL_BODY_CAPACITY`]; an unauthenticated client's claim costs nothing.
 async fn read_body(
     mut body: Body,
     declared: Option<u64>,
     reservation: &mut BodyReservation,
 ) -> Result<Bytes, ReadError> {
     let capacity = declared.map_or(0, |len| usize::try_from(len).unwrap_or(0));
-    let mut buf = BytesMut::with_capacity(capacity.min(MAX_BODY_BYTES));
+    let mut buf = BytesMut::with_capacity(capacity.min(INITIAL_BODY_CAPACITY));
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(ReadError::Unreadable)?;
         let Ok(data) = frame.into_data() else {
@@ -251,16 +260,31 @@ async fn verify_and_process(
             return error_answer(StatusCode::BAD_REQUEST, "invalid_payload", err);
         }
     };
+    // The signature covers the body as sent; the JSON document is inside it.
+    let payload = match webhook_payload(headers, body) {
+        Ok(payload) => payload,
+        Err(refusal) => {
+            m.reject(refusal.reason);
+            tracing::warn!(
+                event = "webhook_payload_refused",
+                delivery_id,
+                github_event = event,
+                field = "body",
+                problem = %refusal.message,
+            );
+            return error_answer(refusal.status, refusal.error, refusal.message);
+        }
+    };
     let received_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let normalized = normalize(Delivery {
         event,
         delivery_id,
         received_at: &received_at,
-        body: &body,
+        body: &payload,
     });
     // The event holds copies of what it needs: free the body's memory and budget now,
     // not after the backend call.
-    drop(body);
+    drop(payload);
     drop(reservation);
     match normalized {
         Err(err) => {
@@ -292,6 +316,87 @@ async fn verify_and_process(
                 event
             };
             forward_installation_sync(state, event).await
+        }
+    }
+}
+
+/// `Content-Type` of GitHub's form-encoded webhooks.
+const FORM_CONTENT_TYPE: &str = "application/x-www-form-urlencoded";
+/// Longest part of an unsupported `Content-Type` quoted in an answer.
+const QUOTED_CONTENT_TYPE_PREFIX: usize = 64;
+
+/// A body the ingress cannot take a JSON document from.
+#[derive(Debug)]
+struct PayloadRefusal {
+    status: StatusCode,
+    error: &'static str,
+    reason: RejectReason,
+    message: String,
+}
+
+impl PayloadRefusal {
+    fn invalid(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            error: "invalid_payload",
+            reason: RejectReason::InvalidPayload,
+            message: message.into(),
+        }
+    }
+}
+
+/// The JSON document of a verified delivery, by its `Content-Type` (GitHub's webhook
+/// setting "Content type"):
+///
+/// - absent, `application/json` or any `…+json`: the body is the document;
+/// - `application/x-www-form-urlencoded`: the body is a form whose one `payload` field
+///   holds the document, percent-encoded (the signature covers the form as sent);
+/// - anything else: 415 `unsupported_media_type`, naming the type received.
+///
+/// Parameters (`; charset=utf-8`) and letter case are ignored.
+///
+/// # Errors
+/// [`PayloadRefusal`]: 415 for another media type; 400 `invalid_payload` for a form
+/// without exactly one `payload` field.
+fn webhook_payload(headers: &HeaderMap, body: Bytes) -> Result<Bytes, PayloadRefusal> {
+    let Some(raw) = headers.get(axum::http::header::CONTENT_TYPE) else {
+        return Ok(body);
+    };
+    let media_type = raw
+        .to_str()
+        .ok()
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase());
+    match media_type.as_deref() {
+        Some("application/json") | Some("") => Ok(body),
+        Some(json) if json.ends_with("+json") => Ok(body),
+        Some(FORM_CONTENT_TYPE) => {
+            let mut payloads = form_urlencoded::parse(&body)
+                .filter(|(name, _)| name == "payload")
+                .map(|(_, value)| value);
+            match (payloads.next(), payloads.next()) {
+                (Some(payload), None) => Ok(Bytes::from(payload.into_owned())),
+                (None, _) => Err(PayloadRefusal::invalid(
+                    "body: a form-encoded delivery must have a `payload` field",
+                )),
+                (Some(_), Some(_)) => Err(PayloadRefusal::invalid(
+                    "body: a form-encoded delivery must have one `payload` field, not several",
+                )),
+            }
+        }
+        _ => {
+            let bytes = raw.as_bytes();
+            let prefix = &bytes[..bytes.len().min(QUOTED_CONTENT_TYPE_PREFIX)];
+            Err(PayloadRefusal {
+                status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                error: "unsupported_media_type",
+                reason: RejectReason::UnsupportedMediaType,
+                message: format!(
+                    "Content-Type {:?} is not supported: send application/json or \
+                     {FORM_CONTENT_TYPE}",
+                    prefix.escape_ascii().to_string()
+                ),
+            })
         }
     }
 }
@@ -522,6 +627,52 @@ mod tests {
         // Bytes that are not printable ASCII are escaped, not written raw.
         let odd = with_delivery(b"a b\xff\t");
         assert_eq!(loggable_delivery_id(&odd), "a b\\xff\\t");
+    }
+
+    fn with_content_type(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert("content-type", HeaderValue::from_str(value).unwrap());
+        headers
+    }
+
+    #[test]
+    fn json_bodies_are_the_payload_with_or_without_a_content_type() {
+        let body = Bytes::from_static(br#"{"a":1}"#);
+        for headers in [
+            HeaderMap::new(),
+            with_content_type("application/json"),
+            with_content_type("Application/JSON; charset=utf-8"),
+            with_content_type("application/vnd.github+json"),
+        ] {
+            assert_eq!(webhook_payload(&headers, body.clone()).unwrap(), body);
+        }
+    }
+
+    #[test]
+    fn a_form_body_yields_its_decoded_payload_field() {
+        let headers = with_content_type("application/x-www-form-urlencoded");
+        let form = Bytes::from_static(b"payload=%7B%22a%22%3A%22x+y%26z%22%7D");
+        assert_eq!(
+            webhook_payload(&headers, form).unwrap(),
+            Bytes::from_static(br#"{"a":"x y&z"}"#)
+        );
+        for bad in [&b"other=1"[..], b"", b"payload=1&payload=2"] {
+            let err = webhook_payload(&headers, Bytes::from_static(bad)).unwrap_err();
+            assert_eq!(err.status, StatusCode::BAD_REQUEST, "{bad:?}");
+            assert_eq!(err.reason, RejectReason::InvalidPayload);
+            assert!(err.message.contains("payload"), "{}", err.message);
+        }
+    }
+
+    #[test]
+    fn other_media_types_get_415_naming_them() {
+        let err = webhook_payload(&with_content_type("text/plain"), Bytes::new()).unwrap_err();
+        assert_eq!(err.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        assert_eq!(err.error, "unsupported_media_type");
+        assert!(err.message.contains("\"text/plain\""), "{}", err.message);
+        let long = "x".repeat(300);
+        let err = webhook_payload(&with_content_type(&long), Bytes::new()).unwrap_err();
+        assert!(err.message.len() < 200, "{}", err.message);
     }
 
     #[test]

@@ -50,7 +50,8 @@ pub enum WorkerError {
 pub struct Listeners {
     /// `PORT`: webhooks, health, metrics.
     pub main: TcpListener,
-    /// `METRICS_PORT`: health and metrics only.
+    /// `METRICS_PORT`: health and metrics only, where the kubelet's probes go, so that
+    /// no client of the public webhook port can make them fail.
     pub metrics: Option<TcpListener>,
 }
 
@@ -206,9 +207,18 @@ pub async fn run(
     };
     let limits = serve::ServeLimits {
         header_read_timeout: config.http_header_read_timeout,
+        request_head_timeout: config.http_request_head_timeout,
         max_connections: config.http_max_connections,
         in_flight_budget: config.shutdown_timeout,
     };
+    let listener_names: &[&str] = if listeners.metrics.is_some() {
+        &["main", "metrics"]
+    } else {
+        &["main"]
+    };
+    let connection_metrics =
+        serve::ConnectionMetrics::register(&state.metrics.registry, listener_names)
+            .map_err(crate::metrics::MetricsError::from)?;
 
     let watcher = tokio::spawn(watch_backend(state.clone(), stopping.clone()));
     let outbox = config.outbox_polling_enabled.then(|| {
@@ -235,11 +245,23 @@ pub async fn run(
             listener,
             ops_app(state.clone()),
             limits,
+            ("metrics", connection_metrics.clone()),
             stop_accepting.clone(),
         ))
     });
-    let main = serve::serve(listeners.main, app(state), limits, stop_accepting);
-    tokio::join!(main, signal);
+    // On a runtime thread of its own (not the caller's), so that each accepted
+    // connection's task runs right after its accept (see `serve::serve`).
+    let main = tokio::spawn(serve::serve(
+        listeners.main,
+        app(state),
+        limits,
+        ("main", connection_metrics),
+        stop_accepting,
+    ));
+    let (main, ()) = tokio::join!(main, signal);
+    if let Err(err) = main {
+        tracing::error!(event = "server_failed", error = %err);
+    }
 
     if let Some(outbox) = outbox {
         if let Err(err) = outbox.await {

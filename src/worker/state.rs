@@ -128,7 +128,7 @@ impl BodyReservation {
     }
 
     /// Grows the reservation so that it covers `total_bytes`; does nothing when it
-    /// already does. Used for bodies without `Content-Length`, as their frames arrive.
+    /// already does. Called as a body's frames arrive, with the bytes received so far.
     ///
     /// # Errors
     /// [`BudgetExhausted`] when the growth does not fit; what was held stays held.

@@ -15,6 +15,7 @@ mod drill_github_faults;
 mod drill_sigterm;
 mod foreign_comments;
 mod gate_latency;
+mod ingress_e2e;
 mod log_backpressure;
 mod outbox_e2e;
 mod outbox_hardening;

@@ -668,18 +668,23 @@ async fn wait_for_reserved(worker: &WorkerProcess, cond: impl Fn(f64) -> bool) {
 async fn bodies_over_the_buffer_budget_get_503_and_the_budget_comes_back() {
     let (_, peers) = peers_for_examples().await;
     let worker = spawn_webhook_worker(&peers, &[("WEBHOOK_BUFFER_LIMIT_MB", "25")]).await;
-    // 20 of the 25 MB held by an upload that is still arriving.
+    // 20 of the 25 MB held by an upload that is still arriving: room is reserved for
+    // the bytes received, not for the declared length.
     let holder = tokio::spawn(stalled_upload(
         worker.url("/webhooks/github"),
-        20 * MIB,
-        MIB as usize,
+        21 * MIB,
+        (20 * MIB) as usize,
     ));
     wait_for_reserved(&worker, |r| r >= (20 * MIB) as f64).await;
 
-    // 10 MB more do not fit: refused before any of it is read.
+    // 10 MB more do not fit: refused once what arrived passes what is left.
     let (status, answer) = tokio::time::timeout(
         Duration::from_secs(10),
-        stalled_upload(worker.url("/webhooks/github"), 10 * MIB, 0),
+        stalled_upload(
+            worker.url("/webhooks/github"),
+            10 * MIB + 1,
+            (10 * MIB) as usize,
+        ),
     )
     .await
     .expect("answered without the body");

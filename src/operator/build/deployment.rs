@@ -254,11 +254,14 @@ fn worker_env(fleet: &ValidFleet) -> Vec<EnvVar> {
     env
 }
 
+/// A probe on the metrics port (`METRICS_PORT`), which serves `/healthz` and `/readyz`
+/// too: the webhook port is public, and a flood of idle or slow clients there must not
+/// make the kubelet restart or unroute the pods.
 fn http_probe(path: &str, period_seconds: i32, failure_threshold: i32) -> Probe {
     Probe {
         http_get: Some(HTTPGetAction {
             path: Some(path.to_owned()),
-            port: IntOrString::String("http".to_owned()),
+            port: IntOrString::String("metrics".to_owned()),
             scheme: Some("HTTP".to_owned()),
             ..Default::default()
         }),
@@ -404,10 +407,14 @@ mod tests {
         let ready = c.readiness_probe.as_ref().and_then(|p| p.http_get.as_ref());
         assert_eq!(live.and_then(|h| h.path.as_deref()), Some("/healthz"));
         assert_eq!(ready.and_then(|h| h.path.as_deref()), Some("/readyz"));
-        assert_eq!(
-            live.map(|h| h.port.clone()),
-            Some(IntOrString::String("http".to_owned()))
-        );
+        // Both on the metrics port, which the Deployment enables: the webhook port
+        // is public and may be flooded.
+        for probe in [live, ready] {
+            assert_eq!(
+                probe.map(|h| h.port.clone()),
+                Some(IntOrString::String("metrics".to_owned()))
+            );
+        }
         let ports: Vec<_> = c
             .ports
             .iter()
