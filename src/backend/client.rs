@@ -584,9 +584,11 @@ impl BackendClient {
                 &url,
                 message,
                 bytes.clone(),
-                policy.attempt_timeout,
-                reached,
-                shared,
+                AttemptOptions {
+                    timeout: policy.attempt_timeout,
+                    reached,
+                    shared,
+                },
             )
             .await
         };
@@ -651,10 +653,13 @@ impl BackendClient {
         url: &str,
         message: &str,
         body: bytes::Bytes,
-        timeout: Duration,
-        reached: &AtomicBool,
-        shared: bool,
+        how: AttemptOptions<'_>,
     ) -> Result<Resp, BackendError> {
+        let AttemptOptions {
+            timeout,
+            reached,
+            shared,
+        } = how;
         let inner = &self.inner;
         // A fresh signature for every attempt: the backend refuses a replayed one.
         let timestamp = inner.clock.reserve(message).await;
@@ -776,6 +781,18 @@ fn error_chain(err: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// How one backend attempt runs.
+#[derive(Clone, Copy)]
+struct AttemptOptions<'a> {
+    /// Deadline of the attempt, from sending to the whole answer read.
+    timeout: Duration,
+    /// Set once the request got past connecting: the backend may have received it.
+    reached: &'a AtomicBool,
+    /// Other replicas sign the same message ([`SignedMessage::shared_by_replicas`]),
+    /// so a 403 may be a replay rather than a refusal.
+    shared: bool,
 }
 
 #[cfg(test)]
