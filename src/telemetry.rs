@@ -23,7 +23,7 @@ pub fn init(format: LogFormat, default_level: &str) -> WorkerGuard {
         .buffered_lines_limit(8_192)
         .finish(std::io::stdout());
     // A filter that does not parse must not silence the process, nor pass unnoticed.
-    let (filter, invalid) = match std::env::var("RUST_LOG") {
+    let (filter, invalid) = match std::env::var(crate::contract::env::RUST_LOG) {
         Ok(raw) if !raw.trim().is_empty() => match EnvFilter::try_new(&raw) {
             Ok(filter) => (filter, None),
             Err(err) => (EnvFilter::new(default_level), Some(err.to_string())),
@@ -51,7 +51,7 @@ pub fn init(format: LogFormat, default_level: &str) -> WorkerGuard {
     if let Some(error) = invalid {
         tracing::warn!(
             event = "log_filter_invalid",
-            variable = "RUST_LOG",
+            variable = crate::contract::env::RUST_LOG,
             error = %error,
             default_level,
             "RUST_LOG does not parse; logging at the default level"
