@@ -19,6 +19,7 @@
 //! - [`verify`]: `sitg-bot verify`, the production verification checklist.
 
 pub mod backend;
+pub mod build_info;
 pub mod contract;
 pub mod github;
 pub mod metrics;

@@ -182,6 +182,7 @@ impl WorkerMetrics {
     /// Creates a fresh registry holding every worker metric.
     pub fn new() -> Result<Self, MetricsError> {
         let r = Registry::new();
+        crate::build_info::register(&r)?;
         let webhook_duration = Histogram::with_opts(
             HistogramOpts::new(
                 "sitg_bot_webhook_duration_seconds",

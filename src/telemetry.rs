@@ -100,7 +100,7 @@ pub fn init(format: LogFormat, default_level: &str) -> LogGuard {
     let _ = DROPPED.set(general.error_counter());
     let writer = outbox.with_filter(lossless).or_else(general);
     // A filter that does not parse must not silence the process, nor pass unnoticed.
-    let (filter, invalid) = match std::env::var("RUST_LOG") {
+    let (filter, invalid) = match std::env::var(crate::contract::env::RUST_LOG) {
         Ok(raw) if !raw.trim().is_empty() => match EnvFilter::try_new(&raw) {
             Ok(filter) => (filter, None),
             Err(err) => (EnvFilter::new(default_level), Some(err.to_string())),
@@ -128,7 +128,7 @@ pub fn init(format: LogFormat, default_level: &str) -> LogGuard {
     if let Some(error) = invalid {
         tracing::warn!(
             event = "log_filter_invalid",
-            variable = "RUST_LOG",
+            variable = crate::contract::env::RUST_LOG,
             error = %error,
             default_level,
             "RUST_LOG does not parse; logging at the default level"

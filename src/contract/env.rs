@@ -62,6 +62,9 @@ pub const WORKER_STATE_DIR: &str = "WORKER_STATE_DIR";
 pub const STATE_DIRECTORY: &str = "STATE_DIRECTORY";
 /// `LOG_FORMAT`: `json` (default) or `text`, see [`crate::contract::LogFormat`].
 pub const LOG_FORMAT: &str = "LOG_FORMAT";
+/// `RUST_LOG`: the log filter (`tracing-subscriber`'s `EnvFilter` syntax, e.g. `debug`
+/// or `sitg_bot=debug,info`), read by the log set-up; `info` when unset or invalid.
+pub const RUST_LOG: &str = "RUST_LOG";
 
 /// Every variable the worker reads, in the order of the deployment guide.
 pub const ALL: [&str; 28] = [
@@ -93,7 +96,7 @@ pub const ALL: [&str; 28] = [
     STATE_DIRECTORY,
     LOG_FORMAT,
     // Read by the log set-up, not by the worker config; listed so a Deployment may set it.
-    "RUST_LOG",
+    RUST_LOG,
 ];
 
 /// Default `GITHUB_API_BASE_URL`.

@@ -9,7 +9,9 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscalerBehavior;
-use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration};
+use k8s_openapi::api::core::v1::{
+    Affinity, LocalObjectReference, ResourceRequirements, Toleration, TopologySpreadConstraint,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, CustomResourceExt, KubeSchema};
 use serde::{Deserialize, Serialize};
@@ -124,6 +126,86 @@ pub struct BotFleetSpec {
     /// Extra annotations on the worker pods (for example for a service mesh).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_annotations: Option<BTreeMap<String, String>>,
+    /// Extra labels on the worker pods (for example a cost centre or a mesh opt-in). The
+    /// `app.kubernetes.io/` labels the operator selects and watches pods by are its own
+    /// and cannot be set here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("maxProperties" = 64))]
+    #[x_kube(validation = Rule::new(POD_LABELS_RULE).message(POD_LABELS_MESSAGE))]
+    pub pod_labels: Option<BTreeMap<String, String>>,
+    /// Secrets in the fleet's namespace holding credentials for the registry of
+    /// `image` (`imagePullSecrets` of the worker pods).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 16))]
+    #[x_kube(validation = Rule::new("self.all(s, has(s.name) && s.name != '')")
+        .message("every imagePullSecrets entry needs a name"))]
+    pub image_pull_secrets: Option<Vec<LocalObjectReference>>,
+    /// How the worker pods spread over the cluster. Unset: over nodes
+    /// (`kubernetes.io/hostname`) and zones (`topology.kubernetes.io/zone`) with
+    /// `maxSkew: 1` and `whenUnsatisfiable: ScheduleAnyway`, counted per rollout
+    /// revision, so losing one node or zone never takes the whole fleet while a cluster
+    /// too small to spread still schedules every pod. An empty list turns spreading
+    /// off. A constraint without `labelSelector` gets the fleet's pod selector.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 8))]
+    #[x_kube(validation = Rule::new(SPREAD_RULE).message(SPREAD_MESSAGE))]
+    pub topology_spread_constraints: Option<Vec<TopologySpreadConstraint>>,
+    /// Node and pod (anti-)affinity of the worker pods, as in a Pod's `affinity`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+    /// PriorityClass of the worker pods; the class must exist, or the ReplicaSet
+    /// cannot create pods (the fleet then reports the Deployment's failure).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub priority_class_name: Option<String>,
+    /// Log level of the workers (`RUST_LOG`); unset means `info`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_level: Option<LogLevel>,
+}
+
+/// CEL rule for `podLabels`: none of the labels the operator owns on worker pods.
+const POD_LABELS_RULE: &str = "self.all(k, !(k in ['app.kubernetes.io/name', \
+    'app.kubernetes.io/instance', 'app.kubernetes.io/component', 'app.kubernetes.io/managed-by']))";
+const POD_LABELS_MESSAGE: &str = "podLabels cannot set app.kubernetes.io/name, instance, \
+    component or managed-by: the operator selects and watches the worker pods by them";
+/// CEL rule for `topologySpreadConstraints`, checked at `kubectl apply` rather than by
+/// the ReplicaSet controller after the fact: the Pod API's own rules for the fields
+/// that interact.
+const SPREAD_RULE: &str = "self.all(c, c.maxSkew >= 1 && c.topologyKey != '' && \
+    (!has(c.minDomains) || (c.minDomains >= 1 && c.whenUnsatisfiable == 'DoNotSchedule')))";
+const SPREAD_MESSAGE: &str = "each topology spread constraint needs maxSkew >= 1 and a \
+    topologyKey; minDomains (>= 1) only goes with whenUnsatisfiable: DoNotSchedule";
+
+/// `logLevel` values: the `RUST_LOG` level of the workers.
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    /// Errors only.
+    Error,
+    /// Warnings and errors.
+    Warn,
+    /// The default: one line per delivery, claim and result, plus warnings and errors.
+    #[default]
+    Info,
+    /// Also the steps inside each request.
+    Debug,
+    /// Everything, including the libraries' traces.
+    Trace,
+}
+
+impl LogLevel {
+    /// The value given to `RUST_LOG`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Error => "error",
+            Self::Warn => "warn",
+            Self::Info => "info",
+            Self::Debug => "debug",
+            Self::Trace => "trace",
+        }
+    }
 }
 
 fn default_replicas() -> i32 {

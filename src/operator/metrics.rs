@@ -27,6 +27,7 @@ impl Metrics {
     /// A [`prometheus::Error`] if a metric definition is invalid (a programming error).
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
+        crate::build_info::register(&registry)?;
         let reconciles = IntCounter::new(
             "sitg_bot_operator_reconciles_total",
             "BotFleet reconcile passes started.",

@@ -48,6 +48,12 @@ pub(crate) fn sample_spec() -> BotFleetSpec {
         node_selector: None,
         tolerations: None,
         pod_annotations: None,
+        pod_labels: None,
+        image_pull_secrets: None,
+        topology_spread_constraints: None,
+        affinity: None,
+        priority_class_name: None,
+        log_level: None,
     }
 }
 

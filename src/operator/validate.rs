@@ -4,11 +4,13 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscalerBehavior;
-use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration};
+use k8s_openapi::api::core::v1::{
+    Affinity, LocalObjectReference, ResourceRequirements, Toleration, TopologySpreadConstraint,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::{Resource, ResourceExt};
 
-use super::crd::{AutoscalingMode, BotFleet, PullPolicy};
+use super::crd::{AutoscalingMode, BotFleet, LogLevel, PullPolicy};
 use super::dereference::{SecretValues, secret_refs};
 use super::error::Error;
 use crate::contract::env;
@@ -78,6 +80,19 @@ pub struct ValidFleet {
     pub tolerations: Option<Vec<Toleration>>,
     /// Extra pod annotations.
     pub pod_annotations: BTreeMap<String, String>,
+    /// Extra pod labels (the API server's CEL rule keeps the operator's own out).
+    pub pod_labels: BTreeMap<String, String>,
+    /// `imagePullSecrets` of the worker pods.
+    pub image_pull_secrets: Option<Vec<LocalObjectReference>>,
+    /// Spread constraints as the spec gives them; `None` means the operator's default
+    /// spread over nodes and zones (see the deployment builder).
+    pub topology_spread_constraints: Option<Vec<TopologySpreadConstraint>>,
+    /// Pod affinity.
+    pub affinity: Option<Affinity>,
+    /// PriorityClass name of the worker pods.
+    pub priority_class_name: Option<String>,
+    /// `RUST_LOG` of the workers, when the spec sets one.
+    pub log_level: Option<LogLevel>,
     /// `behavior` of the operator's HorizontalPodAutoscaler, as the spec gives it.
     pub hpa_behavior: Option<HorizontalPodAutoscalerBehavior>,
 }
@@ -167,6 +182,12 @@ pub fn validate(fleet: &BotFleet, secrets: SecretValues) -> Result<ValidFleet, E
         node_selector: spec.node_selector.clone(),
         tolerations: spec.tolerations.clone(),
         pod_annotations: spec.pod_annotations.clone().unwrap_or_default(),
+        pod_labels: spec.pod_labels.clone().unwrap_or_default(),
+        image_pull_secrets: spec.image_pull_secrets.clone(),
+        topology_spread_constraints: spec.topology_spread_constraints.clone(),
+        affinity: spec.affinity.clone(),
+        priority_class_name: spec.priority_class_name.clone(),
+        log_level: spec.log_level,
         hpa_behavior: spec.autoscaling.as_ref().and_then(|a| a.behavior.clone()),
     })
 }

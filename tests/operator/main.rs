@@ -12,6 +12,8 @@ mod leader;
 #[cfg(feature = "external-tests")]
 mod metrics_pipeline;
 #[cfg(feature = "external-tests")]
+mod pod_settings;
+#[cfg(feature = "external-tests")]
 mod support;
 #[cfg(feature = "external-tests")]
 mod verify_botfleet;

@@ -8,13 +8,14 @@ use k8s_openapi::api::apps::v1::{
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
     HTTPGetAction, ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-    SeccompProfile, SecretKeySelector, SecurityContext, Volume, VolumeMount,
+    SeccompProfile, SecretKeySelector, SecurityContext, TopologySpreadConstraint, Volume,
+    VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::{child_meta, labels, pod_selector, worker_env_secret_name};
+use super::{child_meta, labels, pod_selector, selector_labels, worker_env_secret_name};
 use crate::contract::LogFormat;
 use crate::contract::env;
 use crate::operator::validate::{Scaling, ValidFleet};
@@ -80,7 +81,7 @@ pub fn deployment(fleet: &ValidFleet, worker_env_checksum: &str) -> Deployment {
             revision_history_limit: Some(5),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
-                    labels: Some(labels(&fleet.name)),
+                    labels: Some(pod_labels(fleet)),
                     annotations: Some(annotations),
                     ..Default::default()
                 }),
@@ -89,6 +90,50 @@ pub fn deployment(fleet: &ValidFleet, worker_env_checksum: &str) -> Deployment {
             ..Default::default()
         }),
         ..Default::default()
+    }
+}
+
+/// The pod template's labels: the spec's extra labels under the operator's own, which
+/// win (the API server already refuses a fleet that sets them).
+fn pod_labels(fleet: &ValidFleet) -> BTreeMap<String, String> {
+    let mut all = fleet.pod_labels.clone();
+    all.extend(labels(&fleet.name));
+    all
+}
+
+/// Topology keys of the default spread: one node, then one zone, is what a fleet must
+/// survive losing.
+const DEFAULT_SPREAD_KEYS: [&str; 2] = ["kubernetes.io/hostname", "topology.kubernetes.io/zone"];
+
+/// The spec's spread constraints, or the default spread over nodes and zones; each
+/// constraint without a `labelSelector` selects the fleet's pods. Skew is counted per
+/// rollout revision (`matchLabelKeys: pod-template-hash`), so a rollout's surge pod is
+/// not pushed away by the pods it replaces.
+fn topology_spread_constraints(fleet: &ValidFleet) -> Vec<TopologySpreadConstraint> {
+    let selector = || LabelSelector {
+        match_labels: Some(selector_labels(&fleet.name)),
+        ..Default::default()
+    };
+    match &fleet.topology_spread_constraints {
+        Some(given) => given
+            .iter()
+            .cloned()
+            .map(|c| TopologySpreadConstraint {
+                label_selector: c.label_selector.clone().or_else(|| Some(selector())),
+                ..c
+            })
+            .collect(),
+        None => DEFAULT_SPREAD_KEYS
+            .iter()
+            .map(|key| TopologySpreadConstraint {
+                max_skew: 1,
+                topology_key: (*key).to_owned(),
+                when_unsatisfiable: "ScheduleAnyway".to_owned(),
+                label_selector: Some(selector()),
+                match_label_keys: Some(vec!["pod-template-hash".to_owned()]),
+                ..Default::default()
+            })
+            .collect(),
     }
 }
 
@@ -112,6 +157,10 @@ fn pod_spec(fleet: &ValidFleet) -> PodSpec {
         }),
         node_selector: fleet.node_selector.clone(),
         tolerations: fleet.tolerations.clone(),
+        image_pull_secrets: fleet.image_pull_secrets.clone(),
+        topology_spread_constraints: Some(topology_spread_constraints(fleet)),
+        affinity: fleet.affinity.clone(),
+        priority_class_name: fleet.priority_class_name.clone(),
         volumes: Some(vec![
             Volume {
                 name: "tmp".to_owned(),
@@ -219,6 +268,10 @@ fn worker_env(fleet: &ValidFleet) -> Vec<EnvVar> {
         ),
         (env::WORKER_STATE_DIR, STATE_DIR.to_owned()),
     ]);
+    let mut plain = plain;
+    if let Some(level) = fleet.log_level {
+        plain.insert(env::RUST_LOG, level.as_str().to_owned());
+    }
     let secret_name = worker_env_secret_name(&fleet.name);
     let mut env: Vec<EnvVar> = plain
         .into_iter()
@@ -354,6 +407,111 @@ mod tests {
             .expect("annotations");
         assert_eq!(annotations[CHECKSUM_ANNOTATION], "deadbeef");
         assert_eq!(annotations["sidecar.example/inject"], "false");
+    }
+
+    #[test]
+    fn replicas_spread_over_nodes_and_zones_by_default() {
+        let d = deployment(&sample_view(), "abc");
+        let spread = pod(&d)
+            .topology_spread_constraints
+            .clone()
+            .expect("spread constraints");
+        let keys: Vec<&str> = spread.iter().map(|c| c.topology_key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["kubernetes.io/hostname", "topology.kubernetes.io/zone"]
+        );
+        for c in &spread {
+            assert_eq!(c.max_skew, 1);
+            // A one-node cluster must still schedule every replica.
+            assert_eq!(c.when_unsatisfiable, "ScheduleAnyway");
+            assert_eq!(
+                c.label_selector
+                    .as_ref()
+                    .and_then(|s| s.match_labels.clone()),
+                Some(super::super::selector_labels("bots"))
+            );
+            assert_eq!(
+                c.match_label_keys.as_deref(),
+                Some(&["pod-template-hash".to_owned()][..])
+            );
+        }
+    }
+
+    #[test]
+    fn spread_given_in_the_spec_replaces_the_default() {
+        let mut view = sample_view();
+        view.topology_spread_constraints = Some(vec![]);
+        let d = deployment(&view, "abc");
+        assert_eq!(pod(&d).topology_spread_constraints, Some(vec![]));
+
+        view.topology_spread_constraints = Some(vec![TopologySpreadConstraint {
+            max_skew: 2,
+            topology_key: "topology.kubernetes.io/zone".to_owned(),
+            when_unsatisfiable: "DoNotSchedule".to_owned(),
+            ..Default::default()
+        }]);
+        let d = deployment(&view, "abc");
+        let spread = pod(&d).topology_spread_constraints.clone().expect("spread");
+        assert_eq!(spread.len(), 1);
+        assert_eq!(spread[0].max_skew, 2);
+        assert_eq!(spread[0].when_unsatisfiable, "DoNotSchedule");
+        assert_eq!(
+            spread[0]
+                .label_selector
+                .as_ref()
+                .and_then(|s| s.match_labels.clone()),
+            Some(super::super::selector_labels("bots")),
+            "a constraint without labelSelector selects the fleet's pods"
+        );
+    }
+
+    #[test]
+    fn production_pod_settings_reach_the_pod_template() {
+        use k8s_openapi::api::core::v1::{Affinity, LocalObjectReference, NodeAffinity};
+        let mut view = sample_view();
+        view.image_pull_secrets = Some(vec![LocalObjectReference {
+            name: "registry".to_owned(),
+        }]);
+        view.priority_class_name = Some("bots-high".to_owned());
+        let affinity = Affinity {
+            node_affinity: Some(NodeAffinity::default()),
+            ..Default::default()
+        };
+        view.affinity = Some(affinity.clone());
+        view.pod_labels
+            .insert("cost-centre".to_owned(), "platform".to_owned());
+        view.pod_labels
+            .insert("app.kubernetes.io/name".to_owned(), "other".to_owned());
+        view.log_level = Some(crate::operator::crd::LogLevel::Debug);
+        let d = deployment(&view, "abc");
+        let p = pod(&d);
+        assert_eq!(
+            p.image_pull_secrets.as_ref().map(|s| s[0].name.as_str()),
+            Some("registry")
+        );
+        assert_eq!(p.priority_class_name.as_deref(), Some("bots-high"));
+        assert_eq!(p.affinity.as_ref(), Some(&affinity));
+        let labels = d
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.metadata.as_ref())
+            .and_then(|m| m.labels.clone())
+            .expect("labels");
+        assert_eq!(labels["cost-centre"], "platform");
+        // The operator's labels win: the selector must keep matching.
+        assert_eq!(labels["app.kubernetes.io/name"], "sitg-bot");
+        assert_eq!(plain(&env_map(&d), env::RUST_LOG).as_deref(), Some("debug"));
+    }
+
+    #[test]
+    fn no_log_level_leaves_rust_log_unset() {
+        let d = deployment(&sample_view(), "abc");
+        assert_eq!(plain(&env_map(&d), env::RUST_LOG), None);
+        let p = pod(&d);
+        assert_eq!(p.image_pull_secrets, None);
+        assert_eq!(p.priority_class_name, None);
+        assert_eq!(p.affinity, None);
     }
 
     #[test]
