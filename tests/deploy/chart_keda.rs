@@ -74,15 +74,7 @@ fn the_scaled_object_passes_kedas_schema_on_a_real_api_server() {
         "apply the BotFleet CRD",
     );
     for name in ["scaledobjects.keda.sh", "botfleets.sitg.io"] {
-        run_ok(
-            kubectl().args([
-                "wait",
-                "--for=condition=Established",
-                "--timeout=60s",
-                &format!("crd/{name}"),
-            ]),
-            "CRD established",
-        );
+        wait_crd_established(kubectl, name);
     }
     let ns = format!("keda-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     run_ok(kubectl().args(["create", "namespace", &ns]), "namespace");

@@ -139,6 +139,34 @@ pub fn run(cmd: &mut Command) -> Output {
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", describe(cmd)))
 }
 
+/// Waits until CRD `name` is Established, through `kubectl` (a fresh command for each
+/// try). `kubectl wait --for=condition=Established` fails at once, instead of waiting,
+/// while the API server has not written the CRD's `status.conditions` yet, so that
+/// error is retried for up to 60 s.
+///
+/// # Panics
+/// When the CRD is not Established in time.
+pub fn wait_crd_established(mut kubectl: impl FnMut() -> Command, name: &str) {
+    let started = std::time::Instant::now();
+    loop {
+        let out = run(kubectl().args([
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            &format!("crd/{name}"),
+        ]));
+        if out.status.success() {
+            return;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "CRD {name} not Established within 60 s: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+}
+
 /// Runs `cmd`, expects success and returns its stdout.
 ///
 /// # Panics

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use deploy_support::{helm_template, object, repo_path, run, run_ok};
+use deploy_support::{helm_template, object, repo_path, run, run_ok, wait_crd_established};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{ListParams, Patch, PatchParams};
@@ -289,15 +289,7 @@ async fn custom_metrics_api_serves_the_lag_of_each_worker_pod() {
         ]),
         "BotFleet CRD",
     );
-    run_ok(
-        plane.kubectl().args([
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd/botfleets.sitg.io",
-        ]),
-        "CRD established",
-    );
+    wait_crd_established(|| plane.kubectl(), "botfleets.sitg.io");
     let ns = "sitg-bots";
     run_ok(
         plane.kubectl().args(["create", "namespace", ns]),
