@@ -580,11 +580,14 @@ mod tests {
         // A default tag in the schema would be written into every BotFleet at creation
         // and pin its workers to that release for ever.
         let crd = serde_json::to_value(BotFleet::crd()).expect("json");
-        let image = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]
-            ["spec"]["properties"]["image"];
+        let image = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+            ["properties"]["image"];
         assert!(image.is_object(), "image schema present");
         assert!(image["default"].get("tag").is_none(), "{image}");
-        assert!(image["properties"]["tag"].get("default").is_none(), "{image}");
+        assert!(
+            image["properties"]["tag"].get("default").is_none(),
+            "{image}"
+        );
         let description = image["properties"]["tag"]["description"]
             .as_str()
             .unwrap_or_default();
@@ -602,7 +605,10 @@ mod tests {
             tag: Some("9.9.9".to_owned()),
             ..ImageSpec::default()
         };
-        assert_eq!(pinned.reference(), format!("{DEFAULT_IMAGE_REPOSITORY}:9.9.9"));
+        assert_eq!(
+            pinned.reference(),
+            format!("{DEFAULT_IMAGE_REPOSITORY}:9.9.9")
+        );
     }
 
     #[test]

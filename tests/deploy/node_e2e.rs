@@ -138,9 +138,10 @@ fn wait_for<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
 }
 
 fn pod_ready(pod: &Value) -> bool {
-    pod["status"]["conditions"]
-        .as_array()
-        .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+    pod["status"]["conditions"].as_array().is_some_and(|c| {
+        c.iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    })
 }
 
 /// `(repository, tag)` of an image reference.
@@ -180,9 +181,7 @@ fn sandbox_pod(image: &str) -> Value {
 /// API server and the kubelet).
 fn sandbox_env(node: &Node) -> BTreeMap<String, String> {
     wait_for("the simulators' environment in their log", || {
-        let out = run(node
-            .kubectl()
-            .args(["-n", FLEET_NS, "logs", SANDBOX_POD]));
+        let out = run(node.kubectl().args(["-n", FLEET_NS, "logs", SANDBOX_POD]));
         let env: BTreeMap<String, String> = String::from_utf8_lossy(&out.stdout)
             .lines()
             .filter_map(|l| l.split_once('='))
@@ -337,7 +336,10 @@ fn the_chart_and_a_fleet_run_on_a_real_node() {
         .expect("sandbox pod");
     let pod_ip = sim_pod["status"]["podIP"].as_str().expect("pod IP");
     assert_eq!(control, format!("http://{pod_ip}:{CONTROL_PORT}"));
-    assert!(stats(&rt, &client, &control).is_some(), "control API answers");
+    assert!(
+        stats(&rt, &client, &control).is_some(),
+        "control API answers"
+    );
 
     // 2. The chart with its defaults, except the image.
     let (repository, tag) = split_image(&image);
@@ -464,7 +466,10 @@ fn the_chart_and_a_fleet_run_on_a_real_node() {
 
     // 5. A killed worker container restarts in place and releases what it claimed.
     let victim = &pods[0];
-    let victim_name = victim["metadata"]["name"].as_str().expect("name").to_owned();
+    let victim_name = victim["metadata"]["name"]
+        .as_str()
+        .expect("name")
+        .to_owned();
     let uid = victim["metadata"]["uid"].clone();
     let worker_id = victim["spec"]["containers"][0]["env"]
         .as_array()
@@ -506,7 +511,10 @@ fn the_chart_and_a_fleet_run_on_a_real_node() {
         let count = pod["status"]["containerStatuses"][0]["restartCount"].as_i64()?;
         (count > restarts && pod_ready(&pod)).then_some(pod)
     });
-    assert_eq!(restarted["metadata"]["uid"], uid, "the same pod, restarted in place");
+    assert_eq!(
+        restarted["metadata"]["uid"], uid,
+        "the same pod, restarted in place"
+    );
     assert_worker_pod(&restarted);
     wait_for("every action done and none CLAIMED", || {
         let s = stats(&rt, &client, &control)?;
