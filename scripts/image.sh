@@ -237,7 +237,7 @@ cmd_build() {
 cmd_archive() {
 	local which="${1:-}" file="${2:-}"
 	[[ -n "$which" && -n "$file" ]] || usage
-	pm save --format docker-archive -o "$file" "$(image_name "$which")"
+	pm save --quiet --format docker-archive -o "$file" "$(image_name "$which")"
 }
 
 main() {

@@ -415,6 +415,15 @@ fn the_chart_and_a_fleet_run_on_a_real_node() {
         .of("pull_request", Some("opened"))
         .next()
         .expect("a pull_request.opened example");
+    // GitHub's example, moved to a repository the simulators installed the App on (the
+    // worker looks the installation up before forwarding).
+    let mut payload: Value = serde_json::from_slice(&opened.body()).expect("example JSON");
+    payload["installation"]["id"] = json!(1);
+    payload["repository"]["id"] = json!(1001);
+    payload["repository"]["name"] = json!("repo-1");
+    payload["repository"]["full_name"] = json!("bench-org-1/repo-1");
+    payload["repository"]["owner"]["login"] = json!("bench-org-1");
+    let body = serde_json::to_vec(&payload).expect("payload");
     let before = stats(&rt, &client, &control).expect("stats");
     let ingested_before = before["backend"]["requests"]["PullRequestIngest"]
         .as_u64()
@@ -429,7 +438,7 @@ fn the_chart_and_a_fleet_run_on_a_real_node() {
                 &sim["GITHUB_WEBHOOK_SECRET"],
                 "pull_request",
                 &delivery,
-                opened.body(),
+                body.clone(),
             ))
             .unwrap_or_else(|e| panic!("delivery {i} to {url}: {e}"));
         assert!(
