@@ -36,8 +36,9 @@
 # ...) plus SITG_NODE_NAME, SITG_NODE_DIR, CONTAINER_RUNTIME_ENDPOINT (for crictl) and
 # SITG_CRICTL; DIR/logs holds every component's log.
 #
-# Durations measured on 2 cores shared with other builds: `up` 11-12 s (plane ~6 s,
-# node Ready ~5 s), `down` 6-7 s; `build` ~1 min with warm Go caches.
+# Durations measured on 2 cores shared with other builds: `up` 8-15 s (plane 5-12 s,
+# node Ready 3 s later; 28 s under a load average of 20), `down` 5-6 s; `build` of
+# kubelet + kube-scheduler 2 min with the plane's Go caches warm, crictl ~1 min.
 #
 # Environment: SITG_NODE_TIMEOUT (seconds `up` waits for the node, default 120),
 # SITG_NODE_OWNER_PID (a watchdog runs `down DIR` once that process exits), and
