@@ -361,6 +361,42 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn simulators_bind_the_given_ports_and_advertise_the_given_host() {
+        crate::tls::install_crypto_provider();
+        let free = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map(|a| a.port())
+                .unwrap()
+        };
+        let (github_port, backend_port) = (free(), free());
+        let peers = Peers::start_on(&Listen {
+            bind_address: std::net::IpAddr::from([127, 0, 0, 1]),
+            github_port,
+            backend_port,
+            advertised_host: Some("sim.test".to_owned()),
+        })
+        .await
+        .unwrap();
+        assert_eq!(peers.github_server.addr().port(), github_port);
+        assert_eq!(peers.backend_server.addr().port(), backend_port);
+        let env = peers.worker_env(3100, "w");
+        assert_eq!(
+            env["GITHUB_API_BASE_URL"],
+            format!("http://sim.test:{github_port}")
+        );
+        assert_eq!(
+            env["BACKEND_BASE_URL"],
+            format!("http://sim.test:{backend_port}")
+        );
+        // Served for real on the bound port.
+        let answer = reqwest::get(format!("http://127.0.0.1:{github_port}/"))
+            .await
+            .unwrap();
+        assert!(answer.status().as_u16() > 0);
+    }
+
+    #[tokio::test]
     async fn control_api_enqueues_and_counts() {
         crate::tls::install_crypto_provider();
         let peers = Peers::start().await.unwrap();
