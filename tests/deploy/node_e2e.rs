@@ -392,6 +392,9 @@ fn the_chart_and_a_fleet_run_on_a_real_node() {
         &secret_file("private-key", &private_key),
         &secret_file("hmac-secret", &sim["BACKEND_INTERNAL_HMAC_SECRET"]),
     ]);
+    for name in ["webhook-secret", "private-key", "hmac-secret"] {
+        let _ = std::fs::remove_file(node.dir.join(format!("e2e-{name}")));
+    }
     let fleet = example_fleet(&image, &sim);
     let fleet_name = fleet["metadata"]["name"].as_str().expect("name").to_owned();
     node.apply(&fleet);
