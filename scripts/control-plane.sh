@@ -8,6 +8,8 @@
 # Usage:
 #   scripts/control-plane.sh build        build missing binaries into the versioned cache
 #                                         (seconds when cached; many minutes cold)
+#   scripts/control-plane.sh node-build   also build kubelet, kube-scheduler and crictl
+#                                         (CRICTL_VERSION, default 1.34.0) for scripts/node.sh
 #   scripts/control-plane.sh bin-dir      print the directory holding etcd, kube-apiserver,
 #                                         kube-controller-manager and kubectl
 #   scripts/control-plane.sh helm-path    print the path of the helm binary
@@ -39,6 +41,12 @@
 #   SITG_CP_TIMEOUT    seconds `up` waits for readiness (default 120)
 #   SITG_CP_SERVICE_CIDR  Service ClusterIP range (default 10.0.0.0/24: 254 Services;
 #                      the operator scale benchmark needs more)
+#   SITG_CP_ADDRESS    address the API server binds and advertises (default 127.0.0.1;
+#                      scripts/node.sh uses its bridge address so pods reach it)
+#   SITG_CP_API_PORT   the API server's port (default: a free one; node.sh uses 443, the
+#                      port of the `kubernetes` Service, so in-cluster clients need no proxy)
+#   SITG_CP_KUBELET_CLIENT=1  give the API server a client certificate for kubelets
+#                      (`kubectl logs/exec` on a node) and reach them by InternalIP
 #   SITG_CP_OWNER_PID  if set at `up`, a watchdog runs `down DIR` once that process exits
 #                      (e.g. the test runner's pid), so a crashed run leaves no plane behind
 #   GOPATH/GOMODCACHE/GOCACHE are honoured as Go itself does.
@@ -48,6 +56,7 @@ set -euo pipefail
 
 K8S_VERSION="${K8S_VERSION:-1.34.4}"
 HELM_VERSION="${HELM_VERSION:-3.22.0}"
+CRICTL_VERSION="${CRICTL_VERSION:-1.34.0}"
 TOOLS_DIR="${SITG_TOOLS_DIR:-/var/cache/sitg-bot/tools}"
 K8S_DIR="${TOOLS_DIR}/k8s-v${K8S_VERSION}"
 K8S_BIN_DIR="${K8S_DIR}/bin"
@@ -55,6 +64,9 @@ HELM_DIR="${TOOLS_DIR}/helm-v${HELM_VERSION}"
 HELM_BIN="${HELM_DIR}/bin/helm"
 CP_TIMEOUT="${SITG_CP_TIMEOUT:-120}"
 SERVICE_CIDR="${SITG_CP_SERVICE_CIDR:-10.0.0.0/24}"
+CP_ADDRESS="${SITG_CP_ADDRESS:-127.0.0.1}"
+CP_API_PORT="${SITG_CP_API_PORT:-}"
+CP_KUBELET_CLIENT="${SITG_CP_KUBELET_CLIENT:-0}"
 COMPONENTS=(etcd kube-apiserver kube-controller-manager)
 STOP_GRACE=5
 # Picked below the kernel's default ephemeral range (32768-60999) so outgoing
@@ -229,6 +241,46 @@ build_helm() {
 	rmdir "$tmp"
 }
 
+# The node's binaries (scripts/node.sh): kubelet and kube-scheduler from the same tools
+# module as the plane, crictl from cri-tools. Not part of `build`: only a node needs them.
+build_node() {
+	local want=() pkgs=() name tmp
+	for name in kubelet kube-scheduler; do
+		[[ -x "${K8S_BIN_DIR}/${name}" ]] || want+=("$name")
+	done
+	if ((${#want[@]} > 0)); then
+		for name in "${want[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/${name}"); done
+		[[ -s "${K8S_DIR}/src/go.mod" ]] ||
+			timed "tools module for k8s.io/kubernetes v${K8S_VERSION}" write_k8s_tools_module "${K8S_DIR}/src"
+		tmp="$(mktemp -d "${K8S_BIN_DIR}/.build.XXXXXX")"
+		timed "go build ${want[*]} v${K8S_VERSION}" \
+			go_build_into "${K8S_DIR}/src" "v${K8S_VERSION}" "$tmp" "$(k8s_ldflags)" "${pkgs[@]}"
+		for name in "${want[@]}"; do mv -f "$tmp/$name" "${K8S_BIN_DIR}/$name"; done
+		rmdir "$tmp"
+	else
+		log "kubelet, kube-scheduler v${K8S_VERSION}: cached"
+	fi
+	if [[ -x "${K8S_BIN_DIR}/crictl" ]]; then
+		log "crictl v${CRICTL_VERSION}: cached"
+		return
+	fi
+	tmp="$(mktemp -d "${K8S_BIN_DIR}/.build.XXXXXX")"
+	timed "go install crictl v${CRICTL_VERSION}" \
+		env GOBIN="$tmp" go install -trimpath -ldflags="-s -w" "sigs.k8s.io/cri-tools/cmd/crictl@v${CRICTL_VERSION}"
+	mv -f "$tmp/crictl" "${K8S_BIN_DIR}/crictl"
+	rmdir "$tmp"
+}
+
+cmd_node_build() {
+	cmd_build
+	command -v go >/dev/null || die "go is not on PATH"
+	export CGO_ENABLED=0
+	exec 9>"${TOOLS_DIR}/.build.lock"
+	flock 9
+	build_node
+	flock -u 9
+}
+
 # Succeeds when every binary is in the cache.
 all_cached() {
 	local name
@@ -272,6 +324,8 @@ KCM_CONTROLLERS+=",horizontal-pod-autoscaler-controller,namespace-controller"
 KCM_CONTROLLERS+=",serviceaccount-controller,serviceaccount-token-controller"
 KCM_CONTROLLERS+=",disruption-controller,root-ca-certificate-publisher-controller"
 KCM_CONTROLLERS+=",clusterrole-aggregation-controller"
+# EndpointSlices of Services, for the tests that route to ready pods on a real node.
+KCM_CONTROLLERS+=",endpointslice-controller"
 
 # Absolute path of plane directory $1 (created if missing).
 plane_dir() {
@@ -362,7 +416,8 @@ generate_pki() {
 	mkdir -p "$pki"
 	(
 		umask 077
-		for key in ca front-proxy-ca apiserver sa admin controller-manager front-proxy-client; do
+		for key in ca front-proxy-ca apiserver sa admin controller-manager front-proxy-client \
+			apiserver-kubelet-client; do
 			openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$pki/$key.key" 2>/dev/null
 		done
 	)
@@ -374,9 +429,11 @@ generate_pki() {
 			-config "$cnf" -extensions ext -out "$pki/$ca.crt"
 	done
 	issue_leaf "$pki" ca apiserver "/CN=kube-apiserver" 'extendedKeyUsage = serverAuth' \
-		'subjectAltName = IP:127.0.0.1, DNS:localhost, IP:10.0.0.1, DNS:kubernetes, DNS:kubernetes.default, DNS:kubernetes.default.svc, DNS:kubernetes.default.svc.cluster.local'
+		"subjectAltName = IP:127.0.0.1, IP:${CP_ADDRESS}, DNS:localhost, IP:10.0.0.1, DNS:kubernetes, DNS:kubernetes.default, DNS:kubernetes.default.svc, DNS:kubernetes.default.svc.cluster.local"
 	issue_leaf "$pki" ca admin "/O=system:masters/CN=sitg-bot-test-admin" 'extendedKeyUsage = clientAuth'
 	issue_leaf "$pki" ca controller-manager "/CN=system:kube-controller-manager" 'extendedKeyUsage = clientAuth'
+	issue_leaf "$pki" ca apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" \
+		'extendedKeyUsage = clientAuth'
 	issue_leaf "$pki" front-proxy-ca front-proxy-client "/CN=front-proxy-client" 'extendedKeyUsage = clientAuth'
 	rm -f "$cnf"
 }
@@ -547,17 +604,23 @@ cmd_up() {
 	flock -u 8
 
 	flock 8
-	api_port="$(pick_port)"
+	api_port="${CP_API_PORT:-$(pick_port)}"
 	printf '%s\n' "$api_port" >"$dir/run/kube-apiserver.ports"
-	server="https://127.0.0.1:${api_port}"
+	server="https://${CP_ADDRESS}:${api_port}"
+	local kubelet_client=()
+	if [[ "$CP_KUBELET_CLIENT" == 1 ]]; then
+		kubelet_client=(--kubelet-client-certificate="$pki/apiserver-kubelet-client.crt"
+			--kubelet-client-key="$pki/apiserver-kubelet-client.key"
+			--kubelet-preferred-address-types=InternalIP)
+	fi
 	write_kubeconfig "$dir/kubeconfig" "$server" "$pki/ca.crt" "$pki/admin.crt" "$pki/admin.key"
 	write_kubeconfig "$dir/controller-manager.kubeconfig" "$server" "$pki/ca.crt" \
 		"$pki/controller-manager.crt" "$pki/controller-manager.key"
 	# No endpoint reconciler: Endpoints refuse the loopback advertise address, and no
 	# pod runs here that would reach the API server through the `kubernetes` Service.
 	start_component "$dir" kube-apiserver "${K8S_BIN_DIR}/kube-apiserver" \
-		--advertise-address=127.0.0.1 \
-		--bind-address=127.0.0.1 \
+		--advertise-address="$CP_ADDRESS" \
+		--bind-address="$CP_ADDRESS" \
 		--secure-port="$api_port" \
 		--cert-dir="$dir/run/apiserver-certs" \
 		--tls-cert-file="$pki/apiserver.crt" \
@@ -579,6 +642,7 @@ cmd_up() {
 		--enable-admission-plugins=NodeRestriction \
 		--allow-privileged=true \
 		--endpoint-reconciler-type=none \
+		"${kubelet_client[@]}" \
 		--profiling=false
 	wait_for "$dir" kube-apiserver "kube-apiserver to listen on port ${api_port}" port_taken "$api_port" 0A
 	flock -u 8
@@ -665,6 +729,7 @@ main() {
 	[[ $# -gt 0 ]] && shift
 	case "$sub" in
 	build) cmd_build "$@" ;;
+	node-build) cmd_node_build ;;
 	bin-dir) cmd_bin_dir ;;
 	helm-path) cmd_helm_path ;;
 	up) cmd_up "$@" ;;

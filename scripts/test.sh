@@ -13,7 +13,10 @@
 #    tests, worker and outbox end to end (what plain `cargo test` runs too), plus what
 #    the feature turns on: the operator on the real API server, the Helm chart (lint,
 #    template, install), the image recipe, systemd units and key provisioning against a
-#    real PostgreSQL; then stops the control plane.
+#    real PostgreSQL; then stops the control plane;
+# 4. unless SITG_TEST_NODE=0: builds the images (scripts/image.sh) and runs the fleet on a
+#    real one-node cluster (scripts/node.sh) in the same cargo test run
+#    (tests/deploy/node_e2e.rs), then checks the node left nothing behind.
 #
 # Environment: CARGO_TARGET_DIR (default /var/cache/sitg-bot/cargo-target),
 # SITG_CARGO_TARGET_MAX_GB (default 30: past it the target dir is cleaned first),
@@ -74,7 +77,11 @@ cargo test --locked --workspace --features external-tests --no-run
 
 step "start a control plane"
 plane="$(mktemp -d /tmp/sitg-test-plane.XXXXXX)"
-cleanup() { "$root/scripts/control-plane.sh" down "$plane" >/dev/null 2>&1 || true; }
+node=""
+cleanup() {
+	"$root/scripts/control-plane.sh" down "$plane" >/dev/null 2>&1 || true
+	if [[ -n "$node" ]]; then "$root/scripts/node.sh" down "$node" >/dev/null 2>&1 || true; fi
+}
 trap cleanup EXIT
 SITG_CP_OWNER_PID=$$ scripts/control-plane.sh up "$plane"
 set -a
@@ -83,9 +90,36 @@ set -a
 set +a
 export SITG_TEST_KUBECONFIG="$plane/kubeconfig"
 
+# The fleet on a real node (tests/deploy/node_e2e.rs): the images built from the
+# Dockerfile, a one-node cluster, the images in its containerd. SITG_TEST_NODE=0 skips it
+# on machines that cannot run a kubelet (the test then says it was skipped).
+if [[ "${SITG_TEST_NODE:-1}" != 0 ]]; then
+	step "images: scripts/image.sh build (base images and cargo caches kept between runs)"
+	scripts/image.sh build
+	step "start a one-node cluster (scripts/node.sh)"
+	node="$(mktemp -d /tmp/sitg-test-node.XXXXXX)"
+	SITG_NODE_OWNER_PID=$$ scripts/node.sh up "$node" >/dev/null
+	for which in sitg-bot sitg-sandbox; do
+		scripts/image.sh archive "$which" "$node/$which.tar"
+		scripts/node.sh import "$node" "$node/$which.tar" >/dev/null
+		rm -f "$node/$which.tar"
+	done
+	SITG_TEST_NODE_ENV="$node/env"
+	SITG_TEST_IMAGE="$(scripts/image.sh name sitg-bot)"
+	SITG_TEST_SANDBOX_IMAGE="$(scripts/image.sh name sitg-sandbox)"
+	export SITG_TEST_NODE_ENV SITG_TEST_IMAGE SITG_TEST_SANDBOX_IMAGE
+fi
+
 step "cargo test --workspace --features external-tests"
 results="$plane/cargo-test.log"
 cargo test --locked --workspace --features external-tests 2>&1 | tee "$results"
+
+if [[ -n "$node" ]]; then
+	step "stop the node: nothing may stay behind (scripts/node.sh check-clean)"
+	scripts/node.sh down "$node"
+	node=""
+	scripts/node.sh check-clean
+fi
 
 step "done in $((SECONDS - started)) s"
 # One closing line over every test binary (cargo prints one `test result:` per binary).

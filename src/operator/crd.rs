@@ -24,7 +24,9 @@ pub const VERSION: &str = "v1alpha1";
 /// project's `Dockerfile` publishes the `sitg-bot` binary under this name.
 pub const DEFAULT_IMAGE_REPOSITORY: &str = "ghcr.io/sitg/sitg-bot";
 /// Image tag used when `spec.image.tag` is not set: the operator's own version, so an
-/// operator and the workers it deploys come from the same release.
+/// operator and the workers it deploys come from the same release. Resolved at each
+/// reconcile ([`ImageSpec::reference`]), never stored by the schema: a fleet without a
+/// tag follows the operator through upgrades.
 pub const DEFAULT_IMAGE_TAG: &str = env!("CARGO_PKG_VERSION");
 /// GitHub REST API base URL used when `spec.github.apiBaseUrl` is not set.
 pub const DEFAULT_GITHUB_API_BASE_URL: &str = crate::contract::env::DEFAULT_GITHUB_API_BASE_URL;
@@ -220,10 +222,11 @@ pub struct ImageSpec {
     #[serde(default = "default_image_repository")]
     #[schemars(length(min = 1, max = 255))]
     pub repository: String,
-    /// Image tag, e.g. `0.1.0`.
-    #[serde(default = "default_image_tag")]
+    /// Image tag, e.g. `0.1.0`. When unset, the operator's own version, resolved at each
+    /// reconcile: upgrading the operator then rolls the workers to the same release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"))]
-    pub tag: String,
+    pub tag: Option<String>,
     /// Kubernetes image pull policy.
     #[serde(default)]
     pub pull_policy: PullPolicy,
@@ -233,7 +236,7 @@ impl Default for ImageSpec {
     fn default() -> Self {
         Self {
             repository: default_image_repository(),
-            tag: default_image_tag(),
+            tag: None,
             pull_policy: PullPolicy::default(),
         }
     }
@@ -243,8 +246,16 @@ fn default_image_repository() -> String {
     DEFAULT_IMAGE_REPOSITORY.to_owned()
 }
 
-fn default_image_tag() -> String {
-    DEFAULT_IMAGE_TAG.to_owned()
+impl ImageSpec {
+    /// `repository:tag` of the worker image, the tag defaulting to the operator's own
+    /// version ([`DEFAULT_IMAGE_TAG`]).
+    pub fn reference(&self) -> String {
+        format!(
+            "{}:{}",
+            self.repository,
+            self.tag.as_deref().unwrap_or(DEFAULT_IMAGE_TAG)
+        )
+    }
 }
 
 /// `autoscaling.mode` values.
@@ -644,6 +655,42 @@ mod tests {
         assert_eq!(spec.image.repository, DEFAULT_IMAGE_REPOSITORY);
         assert_eq!(spec.image.pull_policy, PullPolicy::IfNotPresent);
         assert!(!spec.autoscaling_enabled());
+    }
+
+    #[test]
+    fn the_schema_stores_no_image_tag_and_the_reconcile_resolves_it() {
+        // A default tag in the schema would be written into every BotFleet at creation
+        // and pin its workers to that release for ever.
+        let crd = serde_json::to_value(BotFleet::crd()).expect("json");
+        let image = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+            ["properties"]["image"];
+        assert!(image.is_object(), "image schema present");
+        assert!(image["default"].get("tag").is_none(), "{image}");
+        assert!(
+            image["properties"]["tag"].get("default").is_none(),
+            "{image}"
+        );
+        let description = image["properties"]["tag"]["description"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(
+            description.contains("operator's own version"),
+            "kubectl explain says what an unset tag means: {description}"
+        );
+
+        let unset = ImageSpec::default();
+        assert_eq!(
+            unset.reference(),
+            format!("{DEFAULT_IMAGE_REPOSITORY}:{}", env!("CARGO_PKG_VERSION"))
+        );
+        let pinned = ImageSpec {
+            tag: Some("9.9.9".to_owned()),
+            ..ImageSpec::default()
+        };
+        assert_eq!(
+            pinned.reference(),
+            format!("{DEFAULT_IMAGE_REPOSITORY}:9.9.9")
+        );
     }
 
     #[test]

@@ -25,7 +25,7 @@ pub(crate) fn sample_spec() -> BotFleetSpec {
     BotFleetSpec {
         image: ImageSpec {
             repository: "ghcr.io/sitg/sitg-bot".to_owned(),
-            tag: "1.2.3".to_owned(),
+            tag: Some("1.2.3".to_owned()),
             pull_policy: PullPolicy::IfNotPresent,
         },
         github: GitHubSpec {

@@ -165,7 +165,7 @@ pub fn validate(fleet: &BotFleet, secrets: SecretValues) -> Result<ValidFleet, E
         name,
         namespace,
         owner,
-        image: format!("{}:{}", spec.image.repository, spec.image.tag),
+        image: spec.image.reference(),
         pull_policy: spec.image.pull_policy,
         settings: WorkerSettings {
             github_app_id: spec.github.app_id,

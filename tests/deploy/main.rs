@@ -10,5 +10,6 @@ mod artifacts;
 mod chart_install;
 mod chart_keda;
 mod chart_render;
+mod node_e2e;
 mod provision_service_bot_key;
 mod redeliver_units;

@@ -2,6 +2,7 @@
 //! them: what `sitg-sandbox dev`, the end-to-end tests and the benchmarks stand on.
 
 use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use super::Served;
 use super::backend::{BackendSim, BackendSimConfig};
@@ -28,7 +29,34 @@ pub enum PeersError {
     Bind(#[from] std::io::Error),
 }
 
-/// A running backend simulator and GitHub simulator, on loopback ports.
+/// Where the simulators listen and which host their URLs name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listen {
+    /// Address both simulators bind (127.0.0.1 by default; 0.0.0.0 in a pod).
+    pub bind_address: IpAddr,
+    /// Port of the GitHub simulator (0: a free one).
+    pub github_port: u16,
+    /// Port of the backend simulator (0: a free one).
+    pub backend_port: u16,
+    /// Host (name or IP) put into the URLs of the worker environment, e.g. a pod IP;
+    /// `None`: the bound IP address.
+    pub advertised_host: Option<String>,
+}
+
+impl Default for Listen {
+    /// Free loopback ports, URLs naming 127.0.0.1.
+    fn default() -> Self {
+        Self {
+            bind_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            github_port: 0,
+            backend_port: 0,
+            advertised_host: None,
+        }
+    }
+}
+
+/// A running backend simulator and GitHub simulator (on loopback ports, unless started
+/// with [`Peers::start_on`]).
 pub struct Peers {
     pub backend: BackendSim,
     pub github: GitHubSim,
@@ -37,6 +65,8 @@ pub struct Peers {
     pub app_key: AppKeyPair,
     pub webhook_secret: SecretString,
     pub hmac_secret: SecretString,
+    /// Host the worker environment's URLs name instead of the bound IP address.
+    pub advertised_host: Option<String>,
 }
 
 fn random_secret() -> SecretString {
@@ -50,6 +80,13 @@ fn random_secret() -> SecretString {
 impl Peers {
     /// Generates an App key and fresh secrets, starts both simulators on 127.0.0.1:0.
     pub async fn start() -> Result<Self, PeersError> {
+        Self::start_on(&Listen::default()).await
+    }
+
+    /// Like [`Peers::start`], on the address and ports of `listen`.
+    ///
+    /// Errors: key generation, simulator set-up, binding either socket (e.g. a port in use).
+    pub async fn start_on(listen: &Listen) -> Result<Self, PeersError> {
         let app_key = generate_app_key()?;
         let webhook_secret = random_secret();
         let hmac_secret = random_secret();
@@ -61,8 +98,16 @@ impl Peers {
             SANDBOX_APP_ID,
             app_key.public_pem.clone(),
         ))?;
-        let backend_server = Served::bind_local(backend.router()).await?;
-        let github_server = Served::bind_local(github.router()).await?;
+        let backend_server = Served::bind(
+            backend.router(),
+            SocketAddr::new(listen.bind_address, listen.backend_port),
+        )
+        .await?;
+        let github_server = Served::bind(
+            github.router(),
+            SocketAddr::new(listen.bind_address, listen.github_port),
+        )
+        .await?;
         Ok(Self {
             backend,
             github,
@@ -71,7 +116,20 @@ impl Peers {
             app_key,
             webhook_secret,
             hmac_secret,
+            advertised_host: listen.advertised_host.clone(),
         })
+    }
+
+    /// `http://HOST:PORT` of `server`: HOST is the advertised host when set, else the
+    /// bound IP address.
+    pub fn url_of(&self, server: &Served) -> String {
+        match &self.advertised_host {
+            Some(host) if host.contains(':') && !host.starts_with('[') => {
+                format!("http://[{host}]:{}", server.addr().port())
+            }
+            Some(host) => format!("http://{host}:{}", server.addr().port()),
+            None => server.base_url(),
+        }
     }
 
     /// The environment of a worker replica listening on `port` against these peers,
@@ -92,8 +150,8 @@ impl Peers {
                 "GITHUB_APP_PRIVATE_KEY",
                 self.app_key.private_pem.expose().replace('\n', "\\n"),
             ),
-            ("GITHUB_API_BASE_URL", self.github_server.base_url()),
-            ("BACKEND_BASE_URL", self.backend_server.base_url()),
+            ("GITHUB_API_BASE_URL", self.url_of(&self.github_server)),
+            ("BACKEND_BASE_URL", self.url_of(&self.backend_server)),
             ("BACKEND_BOT_KEY_ID", SANDBOX_KEY_ID.to_owned()),
             (
                 "BACKEND_INTERNAL_HMAC_SECRET",

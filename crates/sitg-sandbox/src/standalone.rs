@@ -30,7 +30,7 @@ use serde_json::{Value, json};
 use super::Served;
 use super::backend::{ActionStatus, BackendSim, BackendStats, GatePolicy, NewAction};
 use super::github::{Fault, FaultRule, GitHubSim, GitHubStats};
-use super::peers::{Peers, PeersError};
+use super::peers::{Listen, Peers, PeersError};
 
 /// Installations the outbox actions of the control API are spread over.
 pub const BENCH_INSTALLATIONS: i64 = 4;
@@ -65,6 +65,21 @@ pub struct SandboxArgs {
     /// Port of the control API (0: a free one).
     #[arg(long, default_value_t = 0)]
     pub control_port: u16,
+    /// Address the simulators and the control API bind: 127.0.0.1 (the default) keeps
+    /// them on this machine; in a pod, 0.0.0.0 or the pod IP.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub bind_address: std::net::IpAddr,
+    /// Port of the GitHub simulator (0: a free one).
+    #[arg(long, default_value_t = 0)]
+    pub github_port: u16,
+    /// Port of the backend simulator (0: a free one).
+    #[arg(long, default_value_t = 0)]
+    pub backend_port: u16,
+    /// Host named in the printed URLs (`GITHUB_API_BASE_URL`, `BACKEND_BASE_URL`,
+    /// `SITG_SANDBOX_CONTROL_URL`), e.g. the pod IP; default: the bind address, or
+    /// 127.0.0.1 when that is unspecified (0.0.0.0 or ::).
+    #[arg(long)]
+    pub advertise_host: Option<String>,
     /// Also write the `KEY=VALUE` lines to this file (replaced atomically once everything
     /// listens, so a script can wait for it to appear).
     #[arg(long)]
@@ -244,7 +259,18 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), SandboxError> {
     crate::tls::install_crypto_provider();
-    let peers = Peers::start().await?;
+    let advertised_host = match &args.advertise_host {
+        Some(host) => host.clone(),
+        None if args.bind_address.is_unspecified() => "127.0.0.1".to_owned(),
+        None => args.bind_address.to_string(),
+    };
+    let peers = Peers::start_on(&Listen {
+        bind_address: args.bind_address,
+        github_port: args.github_port,
+        backend_port: args.backend_port,
+        advertised_host: Some(advertised_host),
+    })
+    .await?;
     if args.no_enqueue {
         peers.backend.set_policy(GatePolicy {
             enqueue_actions: false,
@@ -283,13 +309,16 @@ pub async fn run(
             backend: peers.backend.clone(),
             github: peers.github.clone(),
         }),
-        std::net::SocketAddr::from(([127, 0, 0, 1], args.control_port)),
+        std::net::SocketAddr::new(args.bind_address, args.control_port),
     )
     .await
     .map_err(SandboxError::Bind)?;
 
     let mut env = peers.worker_env(args.worker_port, &args.worker_id);
-    env.insert("SITG_SANDBOX_CONTROL_URL".to_owned(), control.base_url());
+    env.insert(
+        "SITG_SANDBOX_CONTROL_URL".to_owned(),
+        peers.url_of(&control),
+    );
     let lines: String = env.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&env).unwrap_or_default();
@@ -329,6 +358,42 @@ mod tests {
             bench_action(repos.len() as u64).repo_full_name,
             a.repo_full_name
         );
+    }
+
+    #[tokio::test]
+    async fn simulators_bind_the_given_ports_and_advertise_the_given_host() {
+        crate::tls::install_crypto_provider();
+        let free = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map(|a| a.port())
+                .unwrap()
+        };
+        let (github_port, backend_port) = (free(), free());
+        let peers = Peers::start_on(&Listen {
+            bind_address: std::net::IpAddr::from([127, 0, 0, 1]),
+            github_port,
+            backend_port,
+            advertised_host: Some("sim.test".to_owned()),
+        })
+        .await
+        .unwrap();
+        assert_eq!(peers.github_server.addr().port(), github_port);
+        assert_eq!(peers.backend_server.addr().port(), backend_port);
+        let env = peers.worker_env(3100, "w");
+        assert_eq!(
+            env["GITHUB_API_BASE_URL"],
+            format!("http://sim.test:{github_port}")
+        );
+        assert_eq!(
+            env["BACKEND_BASE_URL"],
+            format!("http://sim.test:{backend_port}")
+        );
+        // Served for real on the bound port.
+        let answer = reqwest::get(format!("http://127.0.0.1:{github_port}/"))
+            .await
+            .unwrap();
+        assert!(answer.status().as_u16() > 0);
     }
 
     #[tokio::test]
