@@ -29,6 +29,9 @@ ARG RUST_VERSION=1.95
 # Build stages produce no image of their own: the OCI labels belong to the final one.
 # hadolint ignore=DL3049
 FROM rust:${RUST_VERSION}-slim-bookworm AS builder
+# The source revision for sitg_bot_build_info (the build context has no .git).
+ARG REVISION=unknown
+ENV SITG_BUILD_REVISION=${REVISION}
 WORKDIR /src
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
