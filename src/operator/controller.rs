@@ -35,6 +35,7 @@ use super::dereference::referenced_secret_names;
 use super::error::Error;
 use super::metrics::Metrics;
 use super::reconcile::reconcile_fleet;
+use super::redelivery::Sweepers;
 
 /// Name the operator reports as `reportingController` on its events.
 pub const CONTROLLER_NAME: &str = "sitg.io/botfleet-operator";
@@ -74,6 +75,8 @@ pub struct Context {
     pub recorder: Recorder,
     /// Operator metrics.
     pub metrics: Arc<Metrics>,
+    /// The redelivery sweepers of the fleets that enable them.
+    pub sweepers: Sweepers,
     failures: Mutex<HashMap<ObjectRef<BotFleet>, u32>>,
 }
 
@@ -88,6 +91,7 @@ impl Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             metrics,
+            sweepers: Sweepers::default(),
             failures: Mutex::new(HashMap::new()),
         }
     }
@@ -119,6 +123,12 @@ async fn reconcile(fleet: Arc<BotFleet>, ctx: Arc<Context>) -> Result<Action, Er
     let result = reconcile_fleet(&ctx.client, &ctx.recorder, &fleet).await;
     timer.observe_duration();
     let report = result?;
+    ctx.sweepers.ensure(
+        &ctx.client,
+        &fleet,
+        report.redelivery.as_deref(),
+        &ctx.metrics.redelivery,
+    );
     debug!(event = "reconciled", fleet = %fleet.name_any(), ?report, "reconciled");
     ctx.clear_failures(&ObjectRef::from_obj(&*fleet));
     Ok(Action::requeue(RESYNC))
@@ -223,7 +233,7 @@ pub async fn run_controller(
             move |secret| fleets_for_secret(&secret_reader.state(), &secret),
         )
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
+        .run(reconcile, error_policy, Arc::clone(&ctx))
         .for_each(|result| async move {
             if let Err(e) = result {
                 debug!(event = "controller_event", error = %e, "controller event");
@@ -235,6 +245,9 @@ pub async fn run_controller(
             debug!(event = "controller_stopped_before_first_list", "controller stopped before its first list");
         }
     }
+    // Only the leader sweeps: a stopped controller (leadership lost, or shutdown) takes
+    // its fleets' sweepers with it.
+    ctx.sweepers.stop_all();
 }
 
 #[cfg(test)]

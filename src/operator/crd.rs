@@ -163,6 +163,56 @@ pub struct BotFleetSpec {
     /// Log level of the workers (`RUST_LOG`); unset means `info`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_level: Option<LogLevel>,
+    /// Redelivery of webhook deliveries that failed (GitHub never redelivers by
+    /// itself): the operator's leader sweeps the App's delivery log for this fleet.
+    /// Off unless `enabled: true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redelivery: Option<RedeliverySpec>,
+}
+
+/// The redelivery sweep the operator's leader runs for a fleet: list the App's recent
+/// deliveries (`GET /app/hook/deliveries`, App JWT from `github.privateKeyRef`) and ask
+/// GitHub to redeliver each event whose latest attempt failed, as `sitg-bot redeliver`
+/// does on systemd hosts. One fleet per GitHub App should enable it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RedeliverySpec {
+    /// Whether the operator sweeps for this fleet.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Seconds between sweeps; the first runs when the fleet is reconciled.
+    #[serde(default = "default_sweep_interval")]
+    #[schemars(range(min = 10, max = 3600))]
+    pub interval_seconds: i32,
+    /// Only deliveries attempted within this many seconds are considered (GitHub keeps
+    /// three days).
+    #[serde(default = "default_look_back")]
+    #[schemars(range(min = 60, max = 259_200))]
+    pub look_back_seconds: i32,
+    /// Most redeliveries one sweep requests; the oldest failures go first.
+    #[serde(default = "default_max_per_sweep")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub max_per_sweep: i32,
+    /// Failed attempts after which an event is given up.
+    #[serde(default = "default_max_attempts")]
+    #[schemars(range(min = 1, max = 20))]
+    pub max_attempts: i32,
+}
+
+fn default_sweep_interval() -> i32 {
+    60
+}
+
+fn default_look_back() -> i32 {
+    86_400
+}
+
+fn default_max_per_sweep() -> i32 {
+    100
+}
+
+fn default_max_attempts() -> i32 {
+    5
 }
 
 /// CEL rule for `podLabels`: none of the labels the operator owns on worker pods.

@@ -18,6 +18,9 @@ pub struct Metrics {
     pub reconcile_duration: Histogram,
     /// `sitg_bot_operator_leader`: 1 while this process holds the leader Lease.
     pub leader: IntGauge,
+    /// The redelivery sweeps' `sitg_bot_redelivery_*` metrics, summed over the fleets
+    /// this operator sweeps for (as `sitg-bot redeliver` exports them on systemd hosts).
+    pub redelivery: crate::redelivery::RedeliveryMetrics,
 }
 
 impl Metrics {
@@ -54,12 +57,14 @@ impl Metrics {
         registry.register(Box::new(reconcile_errors.clone()))?;
         registry.register(Box::new(reconcile_duration.clone()))?;
         registry.register(Box::new(leader.clone()))?;
+        let redelivery = crate::redelivery::RedeliveryMetrics::register(&registry)?;
         Ok(Self {
             registry,
             reconciles,
             reconcile_errors,
             reconcile_duration,
             leader,
+            redelivery,
         })
     }
 

@@ -46,6 +46,7 @@ pub mod http;
 pub mod leader;
 pub mod metrics;
 pub mod reconcile;
+pub mod redelivery;
 pub mod run;
 pub mod status;
 pub mod validate;

@@ -5,6 +5,8 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use std::sync::Arc;
+
 use kube::api::{Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -16,6 +18,7 @@ use super::build::{self, Children};
 use super::crd::BotFleet;
 use super::dereference::fetch_referenced_secrets;
 use super::error::Error;
+use super::redelivery::{SweepTarget, sweep_target};
 use super::status::{self, desired_status};
 use super::validate::{Scaling, ValidFleet, validate};
 
@@ -28,6 +31,9 @@ pub struct PassReport {
     pub changed: Vec<&'static str>,
     /// Whether the fleet's status was written.
     pub status_written: bool,
+    /// The fleet's redelivery sweep, when `spec.redelivery.enabled`; the controller
+    /// hands it to its [`super::redelivery::Sweepers`].
+    pub redelivery: Option<Arc<SweepTarget>>,
 }
 
 impl PassReport {
@@ -60,13 +66,16 @@ pub async fn reconcile_fleet(
     let outcome = async {
         let values = fetch_referenced_secrets(&secrets, &fleet.spec).await?;
         let view = validate(fleet, values)?;
+        let redelivery = sweep_target(fleet.spec.redelivery.as_ref(), &view)
+            .map_err(|e| Error::InvalidSpec(format!("spec.redelivery: {e}")))?;
         let children = build::children(&view);
-        apply_children(client, &view, children).await
+        let (changed, deployment) = apply_children(client, &view, children).await?;
+        Ok::<_, Error>((changed, deployment, redelivery))
     }
     .await;
 
     match outcome {
-        Ok((changed, deployment)) => {
+        Ok((changed, deployment, redelivery)) => {
             let status_written =
                 write_status(client, &namespace, fleet, Some(&deployment), None).await?;
             if !changed.is_empty() {
@@ -83,6 +92,7 @@ pub async fn reconcile_fleet(
             Ok(PassReport {
                 changed,
                 status_written,
+                redelivery: redelivery.map(Arc::new),
             })
         }
         Err(error) => {

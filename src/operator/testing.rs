@@ -54,6 +54,7 @@ pub(crate) fn sample_spec() -> BotFleetSpec {
         affinity: None,
         priority_class_name: None,
         log_level: None,
+        redelivery: None,
     }
 }
 

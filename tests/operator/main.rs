@@ -14,6 +14,8 @@ mod metrics_pipeline;
 #[cfg(feature = "external-tests")]
 mod pod_settings;
 #[cfg(feature = "external-tests")]
+mod redelivery;
+#[cfg(feature = "external-tests")]
 mod support;
 #[cfg(feature = "external-tests")]
 mod verify_botfleet;
