@@ -70,7 +70,13 @@ pub async fn reconcile_fleet(
             let status_written =
                 write_status(client, &namespace, fleet, Some(&deployment), None).await?;
             if !changed.is_empty() {
-                info!(event = "applied_children", fleet = %name, namespace = %namespace, ?changed, "applied children");
+                info!(
+                    event = "applied_children",
+                    fleet = %name,
+                    namespace = %namespace,
+                    changed = %changed.join(","),
+                    "applied children"
+                );
                 publish(
                     recorder,
                     fleet,

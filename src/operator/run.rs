@@ -194,7 +194,15 @@ pub async fn run(
             .lease_grace_seconds
             .min(options.lease_duration_seconds.saturating_sub(1)),
     };
-    info!(event = "operator_starting", ?scope, lease = %lease.name, lease_namespace = %lease.namespace, %identity, "starting operator");
+    info!(
+        event = "operator_starting",
+        scope = scope.as_label(),
+        watched_namespace = scope.namespace(),
+        lease = %lease.name,
+        lease_namespace = %lease.namespace,
+        %identity,
+        "starting operator"
+    );
 
     let ctx = Arc::new(Context::new(client.clone(), metrics.clone(), &identity));
     let lead = || run_controller(ctx.clone(), scope.clone(), stop.clone().cancelled_owned());
