@@ -206,9 +206,10 @@ async fn forward_signals(shutdown: CancellationToken) {
         );
         return;
     };
-    tokio::select! {
-        _ = term.recv() => tracing::info!(event = "signal", signal = "SIGTERM", "SIGTERM received; shutting down"),
-        _ = int.recv() => tracing::info!(event = "signal", signal = "SIGINT", "SIGINT received; shutting down"),
-    }
+    let signal = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    tracing::info!(event = "signal", signal, "{signal} received; shutting down");
     shutdown.cancel();
 }

@@ -254,7 +254,10 @@ pub async fn run_controller(
     tokio::select! {
         () = controller => {}
         () = stopped_before_first_list => {
-            debug!(event = "controller_stopped_before_first_list", "controller stopped before its first list");
+            debug!(
+                event = "controller_stopped_before_first_list",
+                "controller stopped before its first list"
+            );
         }
     }
 }

@@ -261,6 +261,11 @@ async fn publish(
         secondary: None,
     };
     if let Err(e) = recorder.publish(&event, &fleet.object_ref(&())).await {
-        warn!(event = "could_not_publish_event", fleet = %fleet.name_any(), error = %e, "could not publish event");
+        warn!(
+            event = "could_not_publish_event",
+            fleet = %fleet.name_any(),
+            error = %e,
+            "could not publish event"
+        );
     }
 }

@@ -305,7 +305,11 @@ async fn release_journalled(shared: &Arc<SharedState>) {
         Ok(entries) => entries,
         Err(err) => {
             // Claiming stays stopped until the directory can be written (claim()).
-            tracing::error!(event = "claim_journal_unreadable", error = %err, "the claim journal cannot be read");
+            tracing::error!(
+                event = "claim_journal_unreadable",
+                error = %err,
+                "the claim journal cannot be read"
+            );
             return;
         }
     };
@@ -429,7 +433,12 @@ async fn claim(shared: &Arc<SharedState>, limit: u32, tasks: &mut JoinSet<()>) -
         if let Some(error) = failure {
             // Never execute what a crash could leave claimed: give them back now.
             shared.metrics.errors.inc();
-            tracing::error!(event = "claim_journal_write_failed", error = %error, count, "the claim journal cannot be written");
+            tracing::error!(
+                event = "claim_journal_write_failed",
+                error = %error,
+                count,
+                "the claim journal cannot be written"
+            );
             for claimed in actions {
                 let shared = Arc::clone(shared);
                 tasks.spawn(async move {
@@ -518,7 +527,11 @@ async fn handle(
                 std::panic::AssertUnwindSafe(execute(shared, &valid, previous)).catch_unwind();
             let report = tokio::select! {
                 r = work => r.unwrap_or_else(|_| {
-                    tracing::error!(event = "action_execution_panicked", action_id = %valid.id, "action execution panicked");
+                    tracing::error!(
+                        event = "action_execution_panicked",
+                        action_id = %valid.id,
+                        "action execution panicked"
+                    );
                     Report::retryable("EXECUTION_ERROR", "the worker failed internally while executing the action")
                 }),
                 () = shared.abort.cancelled() => Report::retryable(
@@ -629,7 +642,12 @@ async fn report_result(shared: &SharedState, action_id: &str, report: Report) {
                 || matches!(err, crate::backend::BackendError::DeadlineExceeded { .. }))
             && started.elapsed() < REPORT_GIVE_UP_AFTER;
         if keep_trying {
-            tracing::warn!(event = "action_report_delayed", action_id, error = %err, "action result not reported yet; retrying");
+            tracing::warn!(
+                event = "action_report_delayed",
+                action_id,
+                error = %err,
+                "action result not reported yet; retrying"
+            );
             tokio::select! {
                 () = tokio::time::sleep(REPORT_RETRY_PAUSE) => continue,
                 () = shared.stop.cancelled() => continue,
@@ -672,7 +690,12 @@ fn forget(shared: &SharedState, action_id: &str) {
     if let Some(journal) = &shared.journal
         && let Err(err) = journal.remove(action_id)
     {
-        tracing::warn!(event = "claim_journal_remove_failed", action_id, error = %err, "could not remove an action from the claim journal");
+        tracing::warn!(
+            event = "claim_journal_remove_failed",
+            action_id,
+            error = %err,
+            "could not remove an action from the claim journal"
+        );
     }
 }
 

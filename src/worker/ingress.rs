@@ -430,7 +430,12 @@ fn ignored(state: &AppState, delivery_id: &str, event: &str, reason: &str) -> Re
 
 fn github_failure(state: &AppState, what: &str, err: &GitHubError) -> Response {
     state.metrics.errors.inc();
-    tracing::error!(event = "webhook_github_failed", step = what, error = %err, "GitHub call for a webhook failed");
+    tracing::error!(
+        event = "webhook_github_failed",
+        step = what,
+        error = %err,
+        "GitHub call for a webhook failed"
+    );
     // The error's text may name the GitHub base URL (an internal proxy or GHES host);
     // the answer gives its failure code only.
     error_answer(
@@ -501,7 +506,12 @@ async fn backfill_repositories(
 
 fn backend_failure(state: &AppState, delivery_id: &str, err: &BackendError) -> Response {
     state.metrics.errors.inc();
-    tracing::error!(event = "webhook_forward_failed", delivery_id, error = %err, "webhook not forwarded to the backend");
+    tracing::error!(
+        event = "webhook_forward_failed",
+        delivery_id,
+        error = %err,
+        "webhook not forwarded to the backend"
+    );
     let status = match err {
         BackendError::DeadlineExceeded { .. } => StatusCode::GATEWAY_TIMEOUT,
         BackendError::Transport { .. } => StatusCode::SERVICE_UNAVAILABLE,
