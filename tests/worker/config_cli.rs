@@ -232,7 +232,7 @@ fn help_lists_every_variable_with_its_default_and_no_secret_value() {
     for (name, default) in &expected {
         let line = text
             .lines()
-            .find(|l| l.trim_start().split_whitespace().next() == Some(name))
+            .find(|l| l.split_whitespace().next() == Some(name))
             .unwrap_or_else(|| panic!("{name} is not in the help:\n{text}"));
         assert!(line.contains(default.as_str()), "{name}: {line}");
     }
