@@ -21,7 +21,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run one worker replica, configured from the environment (see the README).
+    /// Run one worker replica, configured from the environment (variables below).
+    #[command(after_help = sitg_bot::contract::env::worker_help())]
     Worker,
     /// Print the BotFleet CustomResourceDefinition (the content of crds/botfleet.yaml).
     Crd,
@@ -58,7 +59,10 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("sitg-bot: {err:#}");
+            // One line per problem (a worker configuration lists them all).
+            for line in format!("{err:#}").lines() {
+                eprintln!("sitg-bot: {line}");
+            }
             ExitCode::from(2)
         }
     }
@@ -72,10 +76,13 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 fn run_worker() -> anyhow::Result<()> {
-    // Configuration errors are reported before anything else starts: one line naming
-    // the variable, exit code 2.
+    // Configuration errors are reported before anything else starts: every problem, one
+    // line each naming the variable, exit code 2.
     let config = WorkerConfig::from_env()?;
-    let _log_guard = sitg_bot::telemetry::init(config.log_format, "info");
+    let _log_guard = sitg_bot::telemetry::init(
+        config.log_format,
+        sitg_bot::contract::env::DEFAULT_LOG_LEVEL,
+    );
     let rt = runtime()?;
     rt.block_on(async move {
         let state = worker::build_state(&config)?;
@@ -193,12 +200,16 @@ async fn forward_signals(shutdown: CancellationToken) {
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
     ) else {
-        tracing::error!(event = "signal_handler_failed");
+        tracing::error!(
+            event = "signal_handler_failed",
+            "could not install the SIGTERM and SIGINT handlers"
+        );
         return;
     };
-    tokio::select! {
-        _ = term.recv() => tracing::info!(event = "signal", signal = "SIGTERM"),
-        _ = int.recv() => tracing::info!(event = "signal", signal = "SIGINT"),
-    }
+    let signal = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    tracing::info!(event = "signal", signal, "{signal} received; shutting down");
     shutdown.cancel();
 }

@@ -334,9 +334,14 @@ impl BackendClient {
                     event = "backend_refusing",
                     endpoint,
                     status = status.as_u16(),
-                    hint = refusal.hint()
+                    hint = refusal.hint(),
+                    "the backend refuses this worker's requests"
                 ),
-                None => tracing::info!(event = "backend_accepting", endpoint),
+                None => tracing::info!(
+                    event = "backend_accepting",
+                    endpoint,
+                    "the backend accepts this worker's requests again"
+                ),
             }
         }
     }
@@ -446,7 +451,11 @@ impl BackendClient {
                 let action = ClaimedAction::from_claimed_json(raw);
                 if action.is_none() {
                     // Claimed but unreportable: only an operator can release it.
-                    tracing::error!(event = "claimed_action_without_id", action = %text);
+                    tracing::error!(
+                        event = "claimed_action_without_id",
+                        action = %text,
+                        "a claimed action has no usable id; it stays claimed until released by hand"
+                    );
                 }
                 action
             })
@@ -623,6 +632,7 @@ impl BackendClient {
                         endpoint,
                         error = %err,
                         retry_in_ms = delay.as_millis() as u64,
+                        "backend request failed; retrying"
                     );
                 }
             });

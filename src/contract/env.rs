@@ -63,7 +63,8 @@ pub const STATE_DIRECTORY: &str = "STATE_DIRECTORY";
 /// `LOG_FORMAT`: `json` (default) or `text`, see [`crate::contract::LogFormat`].
 pub const LOG_FORMAT: &str = "LOG_FORMAT";
 /// `RUST_LOG`: the log filter (`tracing-subscriber`'s `EnvFilter` syntax, e.g. `debug`
-/// or `sitg_bot=debug,info`), read by the log set-up; `info` when unset or invalid.
+/// or `sitg_bot=debug,info`), default [`DEFAULT_LOG_LEVEL`]; read by
+/// [`crate::telemetry::init`], not by the worker config.
 pub const RUST_LOG: &str = "RUST_LOG";
 
 /// Every variable the worker reads, in the order of the deployment guide.
@@ -98,6 +99,9 @@ pub const ALL: [&str; 28] = [
     // Read by the log set-up, not by the worker config; listed so a Deployment may set it.
     RUST_LOG,
 ];
+
+/// Default `RUST_LOG` of the worker: `info`.
+pub const DEFAULT_LOG_LEVEL: &str = "info";
 
 /// Default `GITHUB_API_BASE_URL`.
 pub const DEFAULT_GITHUB_API_BASE_URL: &str = "https://api.github.com";
@@ -143,3 +147,228 @@ pub const DEFAULT_WEBHOOK_BUFFER_LIMIT_MB: u64 = 64;
 /// Accepted `WEBHOOK_BUFFER_LIMIT_MB`: at least 25 so one body of GitHub's 25 MB
 /// maximum always fits.
 pub const WEBHOOK_BUFFER_LIMIT_MB_RANGE: RangeInclusive<u64> = 25..=4096;
+
+/// How `sitg-bot worker --help` describes one variable of [`ALL`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VarHelp {
+    /// The variable's name.
+    pub name: &'static str,
+    /// `required`, or `default: …` (the value used when the variable is unset or empty).
+    pub default: String,
+    /// The accepted values (ranges are inclusive).
+    pub accepted: String,
+    /// Whether the value is a credential: shown as `(secret)`, never echoed.
+    pub secret: bool,
+}
+
+/// The help of one variable of [`ALL`], built from the constants of this module (so
+/// the help cannot drift from the parser's defaults and ranges); `None` for a name that
+/// is not a worker variable.
+pub fn describe(name: &str) -> Option<VarHelp> {
+    fn range<T: std::fmt::Display>(r: &RangeInclusive<T>, unit: &str) -> String {
+        format!("{}..{}{unit}", r.start(), r.end())
+    }
+    let url = "http(s) URL without user info, query or fragment";
+    let header = "printable ASCII without spaces (sent in an HTTP header)";
+    let boolean = "true or false (also 1/0, yes/no, on/off)";
+    let (name, default, accepted, secret): (&'static str, String, String, bool) = match name {
+        BIND_ADDRESS => (
+            BIND_ADDRESS,
+            "0.0.0.0".into(),
+            "an IPv4 or IPv6 address".into(),
+            false,
+        ),
+        PORT => (
+            PORT,
+            String::new(),
+            "1..65535: webhooks, /metrics, /healthz, /readyz".into(),
+            false,
+        ),
+        METRICS_PORT => (
+            METRICS_PORT,
+            "unset (metrics on PORT only)".into(),
+            "1..65535: a second listener for /metrics, /healthz, /readyz".into(),
+            false,
+        ),
+        GITHUB_WEBHOOK_SECRET => (
+            GITHUB_WEBHOOK_SECRET,
+            String::new(),
+            "any text".into(),
+            true,
+        ),
+        GITHUB_WEBHOOK_SECRET_PREVIOUS => (
+            GITHUB_WEBHOOK_SECRET_PREVIOUS,
+            "unset".into(),
+            "any text; also accepted during a secret rotation".into(),
+            true,
+        ),
+        GITHUB_APP_ID => (
+            GITHUB_APP_ID,
+            String::new(),
+            format!("1..{}", i64::MAX),
+            false,
+        ),
+        GITHUB_APP_PRIVATE_KEY => (
+            GITHUB_APP_PRIVATE_KEY,
+            String::new(),
+            "PEM private key; \\n escapes allowed".into(),
+            true,
+        ),
+        GITHUB_API_BASE_URL => (
+            GITHUB_API_BASE_URL,
+            DEFAULT_GITHUB_API_BASE_URL.into(),
+            url.into(),
+            false,
+        ),
+        BACKEND_BASE_URL => (BACKEND_BASE_URL, String::new(), url.into(), false),
+        BACKEND_BOT_KEY_ID => (BACKEND_BOT_KEY_ID, String::new(), header.into(), false),
+        BACKEND_INTERNAL_HMAC_SECRET => (
+            BACKEND_INTERNAL_HMAC_SECRET,
+            String::new(),
+            "any text".into(),
+            true,
+        ),
+        BACKEND_SERVICE_TOKEN => (BACKEND_SERVICE_TOKEN, "unset".into(), header.into(), true),
+        WORKER_ID => (
+            WORKER_ID,
+            "host name plus a random suffix".into(),
+            "1..128 characters of A-Z a-z 0-9 . _ -".into(),
+            false,
+        ),
+        OUTBOX_POLLING_ENABLED => (OUTBOX_POLLING_ENABLED, "true".into(), boolean.into(), false),
+        OUTBOX_CLAIM_ON_EVENT => (OUTBOX_CLAIM_ON_EVENT, "true".into(), boolean.into(), false),
+        OUTBOX_POLL_INTERVAL_MS => (
+            OUTBOX_POLL_INTERVAL_MS,
+            DEFAULT_POLL_INTERVAL_MS.to_string(),
+            range(&POLL_INTERVAL_MS_RANGE, " ms"),
+            false,
+        ),
+        OUTBOX_CLAIM_LIMIT => (
+            OUTBOX_CLAIM_LIMIT,
+            DEFAULT_CLAIM_LIMIT.to_string(),
+            range(&CLAIM_LIMIT_RANGE, " actions per claim"),
+            false,
+        ),
+        OUTBOX_CONCURRENCY => (
+            OUTBOX_CONCURRENCY,
+            DEFAULT_CONCURRENCY.to_string(),
+            range(&CONCURRENCY_RANGE, " actions at once"),
+            false,
+        ),
+        SHUTDOWN_TIMEOUT_SECONDS => (
+            SHUTDOWN_TIMEOUT_SECONDS,
+            DEFAULT_SHUTDOWN_TIMEOUT_SECONDS.to_string(),
+            range(&SHUTDOWN_TIMEOUT_SECONDS_RANGE, " s"),
+            false,
+        ),
+        SHUTDOWN_DRAIN_SECONDS => (
+            SHUTDOWN_DRAIN_SECONDS,
+            DEFAULT_SHUTDOWN_DRAIN_SECONDS.to_string(),
+            range(&SHUTDOWN_DRAIN_SECONDS_RANGE, " s"),
+            false,
+        ),
+        HTTP_MAX_CONNECTIONS => (
+            HTTP_MAX_CONNECTIONS,
+            DEFAULT_HTTP_MAX_CONNECTIONS.to_string(),
+            range(&HTTP_MAX_CONNECTIONS_RANGE, " per listener"),
+            false,
+        ),
+        HTTP_HEADER_READ_TIMEOUT_SECONDS => (
+            HTTP_HEADER_READ_TIMEOUT_SECONDS,
+            DEFAULT_HTTP_HEADER_READ_TIMEOUT_SECONDS.to_string(),
+            range(&HTTP_HEADER_READ_TIMEOUT_SECONDS_RANGE, " s"),
+            false,
+        ),
+        HTTP_REQUEST_HEAD_TIMEOUT_SECONDS => (
+            HTTP_REQUEST_HEAD_TIMEOUT_SECONDS,
+            DEFAULT_HTTP_REQUEST_HEAD_TIMEOUT_SECONDS.to_string(),
+            range(&HTTP_REQUEST_HEAD_TIMEOUT_SECONDS_RANGE, " s"),
+            false,
+        ),
+        WEBHOOK_BUFFER_LIMIT_MB => (
+            WEBHOOK_BUFFER_LIMIT_MB,
+            DEFAULT_WEBHOOK_BUFFER_LIMIT_MB.to_string(),
+            range(&WEBHOOK_BUFFER_LIMIT_MB_RANGE, " MiB"),
+            false,
+        ),
+        WORKER_STATE_DIR => (
+            WORKER_STATE_DIR,
+            "unset (no claim journal)".into(),
+            "an absolute directory path".into(),
+            false,
+        ),
+        STATE_DIRECTORY => (
+            STATE_DIRECTORY,
+            "unset".into(),
+            "absolute paths separated by ':' (systemd); the first stands in for WORKER_STATE_DIR"
+                .into(),
+            false,
+        ),
+        LOG_FORMAT => (LOG_FORMAT, "json".into(), "json or text".into(), false),
+        RUST_LOG => (
+            RUST_LOG,
+            DEFAULT_LOG_LEVEL.into(),
+            "a tracing filter, e.g. info,sitg_bot::outbox=debug".into(),
+            false,
+        ),
+        _ => return None,
+    };
+    let default = if default.is_empty() {
+        "required".to_owned()
+    } else {
+        format!("default: {default}")
+    };
+    Some(VarHelp {
+        name,
+        default,
+        accepted,
+        secret,
+    })
+}
+
+/// The `Environment variables` section of `sitg-bot worker --help`: one line per
+/// variable of [`ALL`], in that order, `NAME [(secret)]  required|default: …; accepted`.
+/// Never shows a value of the environment.
+pub fn worker_help() -> String {
+    let mut out = String::from(
+        "Environment variables (ranges inclusive; an empty value counts as unset; \
+         secret values are never shown):\n",
+    );
+    for help in ALL.iter().filter_map(|name| describe(name)) {
+        let name = if help.secret {
+            format!("{} (secret)", help.name)
+        } else {
+            help.name.to_owned()
+        };
+        out.push_str(&format!(
+            "  {name:<42} {}; {}\n",
+            help.default, help.accepted
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_variable_has_help_and_no_other_name_does() {
+        for name in ALL {
+            let help = describe(name).unwrap_or_else(|| panic!("{name} has no help"));
+            assert_eq!(help.name, name);
+        }
+        assert_eq!(describe("PATH"), None);
+        assert_eq!(worker_help().lines().count(), ALL.len() + 1);
+    }
+
+    #[test]
+    fn help_shows_defaults_and_ranges_from_the_constants() {
+        let help = describe(OUTBOX_POLL_INTERVAL_MS).unwrap();
+        assert_eq!(help.default, "default: 5000");
+        assert_eq!(help.accepted, "500..3600000 ms");
+        assert_eq!(describe(PORT).unwrap().default, "required");
+        assert!(describe(GITHUB_APP_PRIVATE_KEY).unwrap().secret);
+        assert!(worker_help().contains("  BACKEND_SERVICE_TOKEN (secret) "));
+    }
+}

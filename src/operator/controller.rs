@@ -55,6 +55,22 @@ pub enum Scope {
 }
 
 impl Scope {
+    /// `all_namespaces` or `namespace`, as logged.
+    pub fn as_label(&self) -> &'static str {
+        match self {
+            Self::AllNamespaces => "all_namespaces",
+            Self::Namespace(_) => "namespace",
+        }
+    }
+
+    /// The one namespace watched; `None` for every namespace.
+    pub fn namespace(&self) -> Option<&str> {
+        match self {
+            Self::AllNamespaces => None,
+            Self::Namespace(ns) => Some(ns),
+        }
+    }
+
     fn api<K>(&self, client: &Client) -> Api<K>
     where
         K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
@@ -129,7 +145,13 @@ async fn reconcile(fleet: Arc<BotFleet>, ctx: Arc<Context>) -> Result<Action, Er
         report.redelivery.as_deref(),
         &ctx.metrics.redelivery,
     );
-    debug!(event = "reconciled", fleet = %fleet.name_any(), ?report, "reconciled");
+    debug!(
+        event = "reconciled",
+        fleet = %fleet.name_any(),
+        changed = %report.changed.join(","),
+        status_written = report.status_written,
+        "reconciled"
+    );
     ctx.clear_failures(&ObjectRef::from_obj(&*fleet));
     Ok(Action::requeue(RESYNC))
 }
@@ -242,7 +264,10 @@ pub async fn run_controller(
     tokio::select! {
         () = controller => {}
         () = stopped_before_first_list => {
-            debug!(event = "controller_stopped_before_first_list", "controller stopped before its first list");
+            debug!(
+                event = "controller_stopped_before_first_list",
+                "controller stopped before its first list"
+            );
         }
     }
     // Only the leader sweeps: a stopped controller (leadership lost, or shutdown) takes

@@ -79,7 +79,13 @@ pub async fn reconcile_fleet(
             let status_written =
                 write_status(client, &namespace, fleet, Some(&deployment), None).await?;
             if !changed.is_empty() {
-                info!(event = "applied_children", fleet = %name, namespace = %namespace, ?changed, "applied children");
+                info!(
+                    event = "applied_children",
+                    fleet = %name,
+                    namespace = %namespace,
+                    changed = %changed.join(","),
+                    "applied children"
+                );
                 publish(
                     recorder,
                     fleet,
@@ -265,6 +271,11 @@ async fn publish(
         secondary: None,
     };
     if let Err(e) = recorder.publish(&event, &fleet.object_ref(&())).await {
-        warn!(event = "could_not_publish_event", fleet = %fleet.name_any(), error = %e, "could not publish event");
+        warn!(
+            event = "could_not_publish_event",
+            fleet = %fleet.name_any(),
+            error = %e,
+            "could not publish event"
+        );
     }
 }

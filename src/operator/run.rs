@@ -123,7 +123,11 @@ pub async fn apply_crd(client: &Client) -> Result<(), RunError> {
     let established = await_condition(api, &name, conditions::is_crd_established());
     match tokio::time::timeout(CRD_ESTABLISH_TIMEOUT, established).await {
         Ok(Ok(_)) => {
-            info!(event = "crd_applied_and_established", crd = %name, "CRD applied and established");
+            info!(
+                event = "crd_applied_and_established",
+                crd = %name,
+                "CRD applied and established"
+            );
             Ok(())
         }
         Ok(Err(_)) | Err(_) => Err(RunError::CrdNotEstablished(CRD_ESTABLISH_TIMEOUT)),
@@ -159,7 +163,11 @@ pub async fn run(
             addr: options.metrics_addr,
             source,
         })?;
-    info!(event = "operator_http_serving", addr = %options.metrics_addr, "serving /metrics and /healthz");
+    info!(
+        event = "operator_http_serving",
+        addr = %options.metrics_addr,
+        "serving /metrics and /healthz"
+    );
     let server = tokio::spawn(http::serve(
         listener,
         metrics.clone(),
@@ -194,7 +202,15 @@ pub async fn run(
             .lease_grace_seconds
             .min(options.lease_duration_seconds.saturating_sub(1)),
     };
-    info!(event = "operator_starting", ?scope, lease = %lease.name, lease_namespace = %lease.namespace, %identity, "starting operator");
+    info!(
+        event = "operator_starting",
+        scope = scope.as_label(),
+        watched_namespace = scope.namespace(),
+        lease = %lease.name,
+        lease_namespace = %lease.namespace,
+        %identity,
+        "starting operator"
+    );
 
     let ctx = Arc::new(Context::new(client.clone(), metrics.clone(), &identity));
     let lead = || run_controller(ctx.clone(), scope.clone(), stop.clone().cancelled_owned());

@@ -285,6 +285,7 @@ impl Executor {
                 attempt,
                 code = err.failure_code(),
                 error = %err,
+                "action attempt failed"
             );
             if let GitHubError::RateLimited { .. } = err {
                 // The next loop turn holds the action for the pause; not counted as an
@@ -329,7 +330,13 @@ impl Executor {
             action_id = %action.id,
             repo = %action.repo,
             pr = action.pr_number,
-            result = ?upsert,
+            result = match upsert {
+                crate::github::CommentUpsert::Created { .. } => "created",
+                crate::github::CommentUpsert::Updated { .. } => "updated",
+                crate::github::CommentUpsert::Unchanged { .. } => "unchanged",
+            },
+            comment_id = upsert.comment_id(),
+            "marked comment written"
         );
         Ok(())
     }

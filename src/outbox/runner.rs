@@ -197,6 +197,7 @@ pub async fn run(
         poll_interval_ms = settings.poll_interval.as_millis() as u64,
         claim_limit = settings.claim_limit,
         claim_journal = shared.journal.as_ref().map(|j| j.dir().display().to_string()),
+        "outbox started"
     );
     if shared.journal.is_none() {
         tracing::warn!(
@@ -290,7 +291,7 @@ async fn after_signal(
 
 fn log_task_end(done: Result<(), tokio::task::JoinError>) {
     if let Err(err) = done {
-        tracing::error!(event = "outbox_task_failed", error = %err);
+        tracing::error!(event = "outbox_task_failed", error = %err, "outbox task failed");
     }
 }
 
@@ -304,7 +305,11 @@ async fn release_journalled(shared: &Arc<SharedState>) {
         Ok(entries) => entries,
         Err(err) => {
             // Claiming stays stopped until the directory can be written (claim()).
-            tracing::error!(event = "claim_journal_unreadable", error = %err);
+            tracing::error!(
+                event = "claim_journal_unreadable",
+                error = %err,
+                "the claim journal cannot be read"
+            );
             return;
         }
     };
@@ -376,7 +381,7 @@ async fn claim(shared: &Arc<SharedState>, limit: u32, tasks: &mut JoinSet<()>) -
         }
         Err(err) => {
             shared.metrics.errors.inc();
-            tracing::error!(event = "outbox_claim_failed", error = %err);
+            tracing::error!(event = "outbox_claim_failed", error = %err, "outbox claim failed");
             return Claimed::Failed;
         }
     };
@@ -409,6 +414,7 @@ async fn claim(shared: &Arc<SharedState>, limit: u32, tasks: &mut JoinSet<()>) -
             count,
             lag_seconds = lag,
             action_ids = %actions.iter().map(|a| a.id.as_str()).collect::<Vec<_>>().join(","),
+            "outbox actions claimed"
         );
     }
     if let Some(journal) = &shared.journal
@@ -427,7 +433,12 @@ async fn claim(shared: &Arc<SharedState>, limit: u32, tasks: &mut JoinSet<()>) -
         if let Some(error) = failure {
             // Never execute what a crash could leave claimed: give them back now.
             shared.metrics.errors.inc();
-            tracing::error!(event = "claim_journal_write_failed", error = %error, count);
+            tracing::error!(
+                event = "claim_journal_write_failed",
+                error = %error,
+                count,
+                "the claim journal cannot be written"
+            );
             for claimed in actions {
                 let shared = Arc::clone(shared);
                 tasks.spawn(async move {
@@ -516,7 +527,11 @@ async fn handle(
                 std::panic::AssertUnwindSafe(execute(shared, &valid, previous)).catch_unwind();
             let report = tokio::select! {
                 r = work => r.unwrap_or_else(|_| {
-                    tracing::error!(event = "action_execution_panicked", action_id = %valid.id);
+                    tracing::error!(
+                        event = "action_execution_panicked",
+                        action_id = %valid.id,
+                        "action execution panicked"
+                    );
                     Report::retryable("EXECUTION_ERROR", "the worker failed internally while executing the action")
                 }),
                 () = shared.abort.cancelled() => Report::retryable(
@@ -611,6 +626,7 @@ async fn report_result(shared: &SharedState, action_id: &str, report: Report) {
                     failure_code = report.failure_code.as_deref(),
                     failure_message = report.failure_message.as_deref(),
                     status = status.map(|s| s.status),
+                    "action result reported"
                 );
                 forget(shared, action_id);
                 return;
@@ -626,7 +642,12 @@ async fn report_result(shared: &SharedState, action_id: &str, report: Report) {
                 || matches!(err, crate::backend::BackendError::DeadlineExceeded { .. }))
             && started.elapsed() < REPORT_GIVE_UP_AFTER;
         if keep_trying {
-            tracing::warn!(event = "action_report_delayed", action_id, error = %err);
+            tracing::warn!(
+                event = "action_report_delayed",
+                action_id,
+                error = %err,
+                "action result not reported yet; retrying"
+            );
             tokio::select! {
                 () = tokio::time::sleep(REPORT_RETRY_PAUSE) => continue,
                 () = shared.stop.cancelled() => continue,
@@ -658,6 +679,7 @@ async fn report_result(shared: &SharedState, action_id: &str, report: Report) {
             worker_id = %shared.worker_id,
             outcome = report.outcome.as_str(),
             error = %err,
+            "action result not accepted; the action stays claimed"
         );
         return;
     }
@@ -668,7 +690,12 @@ fn forget(shared: &SharedState, action_id: &str) {
     if let Some(journal) = &shared.journal
         && let Err(err) = journal.remove(action_id)
     {
-        tracing::warn!(event = "claim_journal_remove_failed", action_id, error = %err);
+        tracing::warn!(
+            event = "claim_journal_remove_failed",
+            action_id,
+            error = %err,
+            "could not remove an action from the claim journal"
+        );
     }
 }
 
@@ -683,7 +710,11 @@ async fn drain(
     budget: Duration,
 ) {
     let pending = tasks.len();
-    tracing::info!(event = "outbox_draining", in_flight = pending);
+    tracing::info!(
+        event = "outbox_draining",
+        in_flight = pending,
+        "outbox draining in-flight actions"
+    );
     shared.stop.cancel();
     let hard_deadline = signal + budget;
     let soft_deadline = hard_deadline - report_reserve(budget);
@@ -696,7 +727,10 @@ async fn drain(
         {
             true
         } else {
-            tracing::warn!(event = "outbox_abandoning_running_actions");
+            tracing::warn!(
+                event = "outbox_abandoning_running_actions",
+                "shutdown budget spent; abandoning running actions"
+            );
             shared.abort.cancel();
             tokio::time::timeout_at(hard_deadline.into(), &mut all_done)
                 .await
@@ -722,8 +756,13 @@ async fn drain(
             event = "outbox_drain_incomplete",
             left_claimed = left.len(),
             action_ids = %left.join(","),
+            "outbox stopped with actions still claimed"
         );
     }
     shared.metrics.actions_in_flight.set(0);
-    tracing::info!(event = "outbox_stopped", drained = pending);
+    tracing::info!(
+        event = "outbox_stopped",
+        drained = pending,
+        "outbox stopped"
+    );
 }

@@ -3,6 +3,8 @@
 //! Every variable is read through one lookup function so tests can feed a map instead of
 //! the process environment. A missing or invalid value becomes a [`ConfigError`] that
 //! names the variable and says what is wrong; the value of a secret is never echoed.
+//! Every variable is checked, and all problems come back together as [`ConfigErrors`],
+//! so one run of a misconfigured worker lists everything to fix.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -37,6 +39,32 @@ impl ConfigError {
         match self {
             Self::Missing { var } | Self::Invalid { var, .. } => var,
         }
+    }
+}
+
+/// Every configuration problem of one environment (never empty), in the order of
+/// [`crate::contract::env::ALL`]; displayed one problem per line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", lines(.0))]
+pub struct ConfigErrors(Vec<ConfigError>);
+
+fn lines(errors: &[ConfigError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+impl ConfigErrors {
+    /// The problems, one per variable.
+    pub fn errors(&self) -> &[ConfigError] {
+        &self.0
+    }
+
+    /// The variables with a problem, in order.
+    pub fn variables(&self) -> Vec<&'static str> {
+        self.0.iter().map(ConfigError::variable).collect()
     }
 }
 
@@ -123,115 +151,177 @@ pub struct WorkerConfig {
 impl WorkerConfig {
     /// Reads the configuration from the process environment.
     ///
-    /// Returns the first problem found, as a [`ConfigError`] naming the variable.
-    pub fn from_env() -> Result<Self, ConfigError> {
+    /// Returns every problem found, each a [`ConfigError`] naming its variable.
+    pub fn from_env() -> Result<Self, ConfigErrors> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
 
     /// Reads the configuration through `lookup` (variable name → value).
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+    ///
+    /// Every variable is checked, so the error lists all the problems of the
+    /// environment at once (at most one per variable, in the order of
+    /// [`crate::contract::env::ALL`]).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigErrors> {
         let env = Env {
             lookup: &lookup,
             trimmed: std::cell::RefCell::default(),
+            errors: std::cell::RefCell::default(),
         };
-        let port = env.port(PORT)?.ok_or(ConfigError::Missing { var: PORT })?;
-        let metrics_port = env.port(METRICS_PORT)?;
-        let webhook_secret = env.required_secret(GITHUB_WEBHOOK_SECRET)?;
+        let bind_address = env
+            .check(match env.get(BIND_ADDRESS) {
+                None => Ok(IpAddr::from([0, 0, 0, 0])),
+                Some(raw) => raw.parse().map_err(|_| {
+                    ConfigError::invalid(
+                        BIND_ADDRESS,
+                        format!("must be an IP address, got {raw:?}"),
+                    )
+                }),
+            })
+            .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        let port = env.check(
+            env.port(PORT)
+                .and_then(|port| port.ok_or(ConfigError::Missing { var: PORT })),
+        );
+        let metrics_port = env.check(env.port(METRICS_PORT)).flatten();
+        let webhook_secret = env.check(env.required_secret(GITHUB_WEBHOOK_SECRET));
         let webhook_secret_previous = env.optional_secret(GITHUB_WEBHOOK_SECRET_PREVIOUS);
-        let github_app_id = env.positive_u64(GITHUB_APP_ID)?;
-        let github_app_private_key = SecretString::new(unescape_pem(
-            env.required_secret(GITHUB_APP_PRIVATE_KEY)?.expose(),
-        ));
-        if !github_app_private_key.expose().contains("-----BEGIN") {
-            return Err(ConfigError::invalid(
-                GITHUB_APP_PRIVATE_KEY,
-                "must be a PEM private key (-----BEGIN ... PRIVATE KEY-----)",
-            ));
-        }
-        let github_api_base_url = env.url(GITHUB_API_BASE_URL, DEFAULT_GITHUB_API_BASE_URL)?;
-        let backend_base_url = env
-            .required(BACKEND_BASE_URL)
-            .and_then(|raw| parse_http_url(BACKEND_BASE_URL, &raw))?
-            .as_str()
-            .trim_end_matches('/')
-            .to_owned();
-        let backend_bot_key_id = env.required(BACKEND_BOT_KEY_ID)?;
-        header_safe(BACKEND_BOT_KEY_ID, &backend_bot_key_id)?;
-        let backend_internal_hmac_secret = env.required_secret(BACKEND_INTERNAL_HMAC_SECRET)?;
-        let backend_service_token = env.optional_secret(BACKEND_SERVICE_TOKEN);
-        if let Some(token) = &backend_service_token {
-            header_safe(BACKEND_SERVICE_TOKEN, token.expose())?;
-        }
-        let worker_id = match env.get(WORKER_ID) {
-            Some(id) => validate_worker_id(&id)?,
-            None => default_worker_id(),
+        let github_app_id = env.check(env.positive_u64(GITHUB_APP_ID));
+        let github_app_private_key =
+            env.check(env.required_secret(GITHUB_APP_PRIVATE_KEY).and_then(|raw| {
+                let pem = SecretString::new(unescape_pem(raw.expose()));
+                if pem.expose().contains("-----BEGIN") {
+                    Ok(pem)
+                } else {
+                    Err(ConfigError::invalid(
+                        GITHUB_APP_PRIVATE_KEY,
+                        "must be a PEM private key (-----BEGIN ... PRIVATE KEY-----)",
+                    ))
+                }
+            }));
+        let github_api_base_url =
+            env.check(env.url(GITHUB_API_BASE_URL, DEFAULT_GITHUB_API_BASE_URL));
+        let backend_base_url = env.check(
+            env.required(BACKEND_BASE_URL)
+                .and_then(|raw| parse_http_url(BACKEND_BASE_URL, &raw))
+                .map(|url| url.as_str().trim_end_matches('/').to_owned()),
+        );
+        let backend_bot_key_id = env.check(
+            env.required(BACKEND_BOT_KEY_ID)
+                .and_then(|id| header_safe(BACKEND_BOT_KEY_ID, &id).map(|()| id)),
+        );
+        let backend_internal_hmac_secret =
+            env.check(env.required_secret(BACKEND_INTERNAL_HMAC_SECRET));
+        let backend_service_token = env
+            .check(
+                env.optional_secret(BACKEND_SERVICE_TOKEN)
+                    .map(|token| header_safe(BACKEND_SERVICE_TOKEN, token.expose()).map(|()| token))
+                    .transpose(),
+            )
+            .flatten();
+        let worker_id = env.check(match env.get(WORKER_ID) {
+            Some(id) => validate_worker_id(&id),
+            None => Ok(default_worker_id()),
+        });
+        let outbox_polling_enabled = env
+            .check(env.boolean(OUTBOX_POLLING_ENABLED, true))
+            .unwrap_or(true);
+        let outbox_claim_on_event = env
+            .check(env.boolean(OUTBOX_CLAIM_ON_EVENT, true))
+            .unwrap_or(true);
+        let ranged = |var, default, range| {
+            env.check(env.ranged_u64(var, default, range))
+                .unwrap_or(default)
         };
-        let outbox_polling_enabled = env.boolean(OUTBOX_POLLING_ENABLED, true)?;
-        let outbox_claim_on_event = env.boolean(OUTBOX_CLAIM_ON_EVENT, true)?;
-        let poll_ms = env.ranged_u64(
+        let poll_ms = ranged(
             OUTBOX_POLL_INTERVAL_MS,
             DEFAULT_POLL_INTERVAL_MS,
             POLL_INTERVAL_MS_RANGE,
-        )?;
-        let claim_limit = env.ranged_u64(
+        );
+        let claim_limit = ranged(
             OUTBOX_CLAIM_LIMIT,
             u64::from(DEFAULT_CLAIM_LIMIT),
             u64::from(*CLAIM_LIMIT_RANGE.start())..=u64::from(*CLAIM_LIMIT_RANGE.end()),
-        )?;
-        let concurrency =
-            env.ranged_u64(OUTBOX_CONCURRENCY, DEFAULT_CONCURRENCY, CONCURRENCY_RANGE)?;
-        let shutdown_secs = env.ranged_u64(
+        );
+        let concurrency = ranged(OUTBOX_CONCURRENCY, DEFAULT_CONCURRENCY, CONCURRENCY_RANGE);
+        let shutdown_secs = ranged(
             SHUTDOWN_TIMEOUT_SECONDS,
             DEFAULT_SHUTDOWN_TIMEOUT_SECONDS,
             SHUTDOWN_TIMEOUT_SECONDS_RANGE,
-        )?;
-        let drain_secs = env.ranged_u64(
+        );
+        let drain_secs = ranged(
             SHUTDOWN_DRAIN_SECONDS,
             DEFAULT_SHUTDOWN_DRAIN_SECONDS,
             SHUTDOWN_DRAIN_SECONDS_RANGE,
-        )?;
-        let max_connections = env.ranged_u64(
+        );
+        let max_connections = ranged(
             HTTP_MAX_CONNECTIONS,
             DEFAULT_HTTP_MAX_CONNECTIONS,
             HTTP_MAX_CONNECTIONS_RANGE,
-        )?;
-        let header_secs = env.ranged_u64(
+        );
+        let header_secs = ranged(
             HTTP_HEADER_READ_TIMEOUT_SECONDS,
             DEFAULT_HTTP_HEADER_READ_TIMEOUT_SECONDS,
             HTTP_HEADER_READ_TIMEOUT_SECONDS_RANGE,
-        )?;
-        let head_secs = env.ranged_u64(
+        );
+        let head_secs = ranged(
             HTTP_REQUEST_HEAD_TIMEOUT_SECONDS,
             DEFAULT_HTTP_REQUEST_HEAD_TIMEOUT_SECONDS,
             HTTP_REQUEST_HEAD_TIMEOUT_SECONDS_RANGE,
-        )?;
-        let buffer_mb = env.ranged_u64(
+        );
+        let buffer_mb = ranged(
             WEBHOOK_BUFFER_LIMIT_MB,
             DEFAULT_WEBHOOK_BUFFER_LIMIT_MB,
             WEBHOOK_BUFFER_LIMIT_MB_RANGE,
-        )?;
-        let log_format = match env.get(LOG_FORMAT) {
-            None => LogFormat::Json,
-            Some(raw) => LogFormat::parse(&raw).ok_or_else(|| {
-                ConfigError::invalid(
-                    LOG_FORMAT,
-                    format!("must be \"json\" or \"text\", got {raw:?}"),
-                )
-            })?,
-        };
-        let state_dir = match env.get(WORKER_STATE_DIR) {
-            Some(dir) => Some(absolute_dir(WORKER_STATE_DIR, &dir)?),
-            None => env
-                .get(STATE_DIRECTORY)
-                .and_then(|dirs| dirs.split(':').next().map(str::to_owned))
-                .map(|dir| absolute_dir(STATE_DIRECTORY, &dir))
-                .transpose()?,
-        };
-        let bind_address = match env.get(BIND_ADDRESS) {
-            None => IpAddr::from([0, 0, 0, 0]),
-            Some(raw) => raw.parse().map_err(|_| {
-                ConfigError::invalid(BIND_ADDRESS, format!("must be an IP address, got {raw:?}"))
-            })?,
+        );
+        let state_dir = env
+            .check(match env.get(WORKER_STATE_DIR) {
+                Some(dir) => absolute_dir(WORKER_STATE_DIR, &dir).map(Some),
+                None => env
+                    .get(STATE_DIRECTORY)
+                    .and_then(|dirs| dirs.split(':').next().map(str::to_owned))
+                    .map(|dir| absolute_dir(STATE_DIRECTORY, &dir))
+                    .transpose(),
+            })
+            .flatten();
+        let log_format = env
+            .check(match env.get(LOG_FORMAT) {
+                None => Ok(LogFormat::Json),
+                Some(raw) => LogFormat::parse(&raw).ok_or_else(|| {
+                    ConfigError::invalid(
+                        LOG_FORMAT,
+                        format!("must be \"json\" or \"text\", got {raw:?}"),
+                    )
+                }),
+            })
+            .unwrap_or(LogFormat::Json);
+
+        let errors = env.errors.take();
+        // A `None` above always comes with its error recorded.
+        let (
+            true,
+            Some(port),
+            Some(webhook_secret),
+            Some(github_app_id),
+            Some(github_app_private_key),
+            Some(github_api_base_url),
+            Some(backend_base_url),
+            Some(backend_bot_key_id),
+            Some(backend_internal_hmac_secret),
+            Some(worker_id),
+        ) = (
+            errors.is_empty(),
+            port,
+            webhook_secret,
+            github_app_id,
+            github_app_private_key,
+            github_api_base_url,
+            backend_base_url,
+            backend_bot_key_id,
+            backend_internal_hmac_secret,
+            worker_id,
+        )
+        else {
+            return Err(ConfigErrors(errors));
         };
 
         Ok(Self {
@@ -274,9 +364,18 @@ impl WorkerConfig {
 struct Env<'a> {
     lookup: &'a dyn Fn(&str) -> Option<String>,
     trimmed: std::cell::RefCell<Vec<&'static str>>,
+    /// The problems found so far, in the order the variables were read.
+    errors: std::cell::RefCell<Vec<ConfigError>>,
 }
 
 impl Env<'_> {
+    /// The value, or `None` with the error recorded for [`ConfigErrors`].
+    fn check<T>(&self, result: Result<T, ConfigError>) -> Option<T> {
+        result
+            .map_err(|err| self.errors.borrow_mut().push(err))
+            .ok()
+    }
+
     fn get(&self, var: &str) -> Option<String> {
         (self.lookup)(var)
             .map(|v| v.trim().to_owned())
@@ -514,8 +613,40 @@ mod tests {
         ])
     }
 
+    /// Loads `env`, expecting at most one problem (one bad variable makes one error).
     fn load(env: &HashMap<&'static str, String>) -> Result<WorkerConfig, ConfigError> {
-        WorkerConfig::from_lookup(|k| env.get(k).cloned())
+        WorkerConfig::from_lookup(|k| env.get(k).cloned()).map_err(|errors| {
+            assert_eq!(errors.errors().len(), 1, "{errors}");
+            errors.errors()[0].clone()
+        })
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once_in_variable_order() {
+        let mut env = base();
+        env.remove("BACKEND_BOT_KEY_ID");
+        env.insert("OUTBOX_CLAIM_LIMIT", "0".to_owned());
+        env.insert("GITHUB_APP_PRIVATE_KEY", "topsecretkeymaterial".to_owned());
+        env.insert("LOG_FORMAT", "xml".to_owned());
+        env.insert("PORT", "http".to_owned());
+        let errors = WorkerConfig::from_lookup(|k| env.get(k).cloned()).unwrap_err();
+        assert_eq!(
+            errors.variables(),
+            [
+                "PORT",
+                "GITHUB_APP_PRIVATE_KEY",
+                "BACKEND_BOT_KEY_ID",
+                "OUTBOX_CLAIM_LIMIT",
+                "LOG_FORMAT"
+            ]
+        );
+        let text = errors.to_string();
+        assert_eq!(text.lines().count(), 5, "{text}");
+        assert!(!text.contains("topsecretkeymaterial"), "{text}");
+        assert_eq!(
+            text.lines().nth(2),
+            Some("BACKEND_BOT_KEY_ID is required but not set")
+        );
     }
 
     #[test]

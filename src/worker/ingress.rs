@@ -65,7 +65,8 @@ pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Bo
             state.metrics.errors.inc();
             tracing::error!(
                 event = "webhook_timeout",
-                budget_ms = DELIVERY_BUDGET.as_millis() as u64
+                budget_ms = DELIVERY_BUDGET.as_millis() as u64,
+                "webhook not handled within its time budget"
             );
             error_answer(
                 StatusCode::GATEWAY_TIMEOUT,
@@ -118,6 +119,7 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Response {
                 delivery_id = %loggable_delivery_id(headers),
                 declared_bytes = declared,
                 deadline_ms = BODY_READ_DEADLINE.as_millis() as u64,
+                "webhook body not received in time"
             );
             return error_answer(
                 StatusCode::REQUEST_TIMEOUT,
@@ -149,6 +151,7 @@ fn overloaded(state: &AppState, headers: &HeaderMap, err: &BudgetExhausted) -> R
         wanted_bytes = err.wanted_bytes,
         available_bytes = err.available_bytes,
         budget_bytes = state.body_budget.capacity_bytes(),
+        "webhook refused: body buffer full"
     );
     error_answer(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -237,6 +240,7 @@ async fn verify_and_process(
                 event = "webhook_signature_refused",
                 reason,
                 delivery_id = %loggable_delivery_id(headers),
+                "webhook refused: signature check failed"
             );
             return error_answer(StatusCode::UNAUTHORIZED, "invalid_signature", err);
         }
@@ -271,6 +275,7 @@ async fn verify_and_process(
                 github_event = event,
                 field = "body",
                 problem = %refusal.message,
+                "webhook refused: payload unusable"
             );
             return error_answer(refusal.status, refusal.error, refusal.message);
         }
@@ -289,7 +294,14 @@ async fn verify_and_process(
     match normalized {
         Err(err) => {
             m.reject(RejectReason::InvalidPayload);
-            tracing::warn!(event = "webhook_payload_refused", delivery_id, github_event = event, field = %err.field, problem = %err.problem);
+            tracing::warn!(
+                event = "webhook_payload_refused",
+                delivery_id,
+                github_event = event,
+                field = %err.field,
+                problem = %err.problem,
+                "webhook refused: payload unusable"
+            );
             error_answer(StatusCode::BAD_REQUEST, "invalid_payload", err)
         }
         Ok(Normalized::Ignored { reason }) => ignored(state, delivery_id, event, &reason),
@@ -407,7 +419,8 @@ fn ignored(state: &AppState, delivery_id: &str, event: &str, reason: &str) -> Re
         event = "webhook_ignored",
         delivery_id,
         github_event = event,
-        reason
+        reason,
+        "webhook ignored"
     );
     answer(
         StatusCode::OK,
@@ -417,7 +430,12 @@ fn ignored(state: &AppState, delivery_id: &str, event: &str, reason: &str) -> Re
 
 fn github_failure(state: &AppState, what: &str, err: &GitHubError) -> Response {
     state.metrics.errors.inc();
-    tracing::error!(event = "webhook_github_failed", step = what, error = %err);
+    tracing::error!(
+        event = "webhook_github_failed",
+        step = what,
+        error = %err,
+        "GitHub call for a webhook failed"
+    );
     // The error's text may name the GitHub base URL (an internal proxy or GHES host);
     // the answer gives its failure code only.
     error_answer(
@@ -488,7 +506,12 @@ async fn backfill_repositories(
 
 fn backend_failure(state: &AppState, delivery_id: &str, err: &BackendError) -> Response {
     state.metrics.errors.inc();
-    tracing::error!(event = "webhook_forward_failed", delivery_id, error = %err);
+    tracing::error!(
+        event = "webhook_forward_failed",
+        delivery_id,
+        error = %err,
+        "webhook not forwarded to the backend"
+    );
     let status = match err {
         BackendError::DeadlineExceeded { .. } => StatusCode::GATEWAY_TIMEOUT,
         BackendError::Transport { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -541,6 +564,7 @@ async fn forward_pull_request(state: &AppState, pr: PullRequestEvent) -> Respons
                 pr = pr.pull_request.number,
                 ingest_status = resp.ingest_status.as_str(),
                 enqueued_actions = resp.enqueued_actions,
+                "webhook forwarded to the backend"
             );
             if resp.enqueued_actions > 0 {
                 state.claim_wake.request();
@@ -578,6 +602,7 @@ async fn forward_installation_sync(state: &AppState, event: InstallationSyncEven
                 repositories_added = event.repositories_added.len(),
                 repositories_removed = event.repositories_removed.len(),
                 ingest_status = resp.ingest_status.as_str(),
+                "webhook forwarded to the backend"
             );
             answer(
                 StatusCode::OK,

@@ -24,7 +24,7 @@ use crate::github::{GitHubClient, GitHubConfig, parse_app_private_key};
 use crate::metrics::WorkerMetrics;
 use crate::outbox::{self, ClaimJournal, ClaimWake, Executor, OutboxSettings, RetryPolicy};
 use crate::webhook::WebhookVerifier;
-pub use config::{ConfigError, WorkerConfig};
+pub use config::{ConfigError, ConfigErrors, WorkerConfig};
 pub use state::{AppState, Lifecycle};
 
 /// `user-agent` of the worker's requests to GitHub and the backend.
@@ -168,10 +168,15 @@ pub async fn run(
         event = "worker_starting",
         worker_id = %config.worker_id,
         addr = %listeners.main.local_addr()?,
-        metrics_addr = ?listeners.metrics.as_ref().and_then(|l| l.local_addr().ok()),
+        metrics_addr = listeners
+            .metrics
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .map(tracing::field::display),
         outbox_polling_enabled = config.outbox_polling_enabled,
         backend = %config.backend_base_url,
         github_api = %config.github_api_base_url,
+        "worker starting"
     );
     for var in &config.trimmed_secrets {
         tracing::warn!(
@@ -192,7 +197,7 @@ pub async fn run(
         async move {
             shutdown.cancelled().await;
             lifecycle.begin_shutdown();
-            tracing::info!(event = "worker_stopping");
+            tracing::info!(event = "worker_stopping", "worker stopping");
             stopping.cancel();
             if !drain.is_zero() {
                 tracing::info!(
@@ -260,20 +265,20 @@ pub async fn run(
     ));
     let (main, ()) = tokio::join!(main, signal);
     if let Err(err) = main {
-        tracing::error!(event = "server_failed", error = %err);
+        tracing::error!(event = "server_failed", error = %err, "webhook server failed");
     }
 
     if let Some(outbox) = outbox {
         if let Err(err) = outbox.await {
-            tracing::error!(event = "outbox_task_failed", error = %err);
+            tracing::error!(event = "outbox_task_failed", error = %err, "outbox task failed");
         }
     }
     if let Some(server) = metrics_server {
         if let Err(err) = server.await {
-            tracing::error!(event = "metrics_server_failed", error = %err);
+            tracing::error!(event = "metrics_server_failed", error = %err, "metrics server failed");
         }
     }
     watcher.abort();
-    tracing::info!(event = "worker_stopped", worker_id = %config.worker_id);
+    tracing::info!(event = "worker_stopped", worker_id = %config.worker_id, "worker stopped");
     Ok(())
 }

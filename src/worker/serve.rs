@@ -455,7 +455,11 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => stream,
                 Err(err) => {
-                    tracing::warn!(event = "accept_failed", error = %err);
+                    tracing::warn!(
+                        event = "accept_failed",
+                        error = %err,
+                        "accepting a connection failed"
+                    );
                     tokio::select! {
                         () = stop.cancelled() => break,
                         () = tokio::time::sleep(ACCEPT_RETRY_DELAY) => continue,
@@ -473,7 +477,11 @@ pub async fn serve(
             match peek_request(stream) {
                 Ok(peeked) => peeked,
                 Err(err) => {
-                    tracing::debug!(event = "connection_failed", error = %err);
+                    tracing::debug!(
+                        event = "connection_failed",
+                        error = %err,
+                        "connection ended with an error"
+                    );
                     continue;
                 }
             }
@@ -534,7 +542,11 @@ pub async fn serve(
                 served = connection => match served {
                     Ok(()) => "completed",
                     Err(err) => {
-                        tracing::debug!(event = "connection_failed", error = %err);
+                        tracing::debug!(
+                            event = "connection_failed",
+                            error = %err,
+                            "connection ended with an error"
+                        );
                         failure_reason(err.as_ref())
                     }
                 },

@@ -241,6 +241,33 @@ async fn one_of_two_operators_leads_and_the_other_takes_over() {
         lease.spec?.holder_identity.is_none().then_some(())
     })
     .await;
+
+    // Every line of both operators reads well in a log pipeline: a human message, no
+    // Rust Debug rendering in a value (issue 13, item 5).
+    for op in [&leader, &follower] {
+        let text = std::fs::read_to_string(&op.log).expect("operator log");
+        let bad: Vec<String> = text
+            .lines()
+            .filter(|line| !line.trim().is_empty())
+            .filter_map(|line| {
+                let found = crate::log_check::problems(line, false);
+                (!found.is_empty()).then(|| format!("{}: {line}", found.join(", ")))
+            })
+            .collect();
+        assert!(
+            bad.is_empty(),
+            "{}: lines that do not read well:\n{}",
+            op.identity,
+            bad.join("\n")
+        );
+        let starting = text
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .find(|v| v["event"] == "operator_starting")
+            .unwrap_or_else(|| panic!("{}: no operator_starting line:\n{text}", op.identity));
+        assert_eq!(starting["scope"], "namespace", "{starting}");
+        assert_eq!(starting["watched_namespace"], ns.as_str(), "{starting}");
+    }
 }
 
 /// The Lease as the API server reports it: `None` when absent, else its holder.

@@ -10,6 +10,9 @@ mod e2e;
 #[cfg(feature = "external-tests")]
 mod leader;
 #[cfg(feature = "external-tests")]
+#[path = "../common/log_check.rs"]
+mod log_check;
+#[cfg(feature = "external-tests")]
 mod metrics_pipeline;
 #[cfg(feature = "external-tests")]
 mod pod_settings;

@@ -1,7 +1,10 @@
-//! The worker binary refuses bad configuration with one line naming the variable and a
-//! non-zero exit, and never prints a secret.
+//! The worker binary refuses bad configuration with one line per bad variable, naming
+//! it, and exit code 2, and never prints a secret; `sitg-bot worker --help` lists every
+//! variable with its default and accepted values.
 
 use std::process::Command;
+
+use sitg_bot::contract::env;
 
 const SECRET_WEBHOOK: &str = "webhook-secret-do-not-print";
 const SECRET_HMAC: &str = "hmac-secret-do-not-print";
@@ -113,5 +116,139 @@ fn header_values_with_control_characters_are_refused_without_echoing_them() {
             "{var}: {text}"
         );
         assert!(!text.contains("do-not-print"), "{var} value leaked: {text}");
+    }
+}
+
+#[test]
+fn three_bad_variables_are_reported_together_on_their_own_lines() {
+    let mut env = with(&base_env(), "BACKEND_BOT_KEY_ID", "");
+    env = with(&env, "OUTBOX_CLAIM_LIMIT", "0");
+    env = with(&env, "BACKEND_SERVICE_TOKEN", "svc-token-do-not-print\u{1}");
+    let (code, text) = run(&env);
+    assert_eq!(code, 2, "{text}");
+    let lines: Vec<&str> = text.trim().lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert_eq!(
+        lines[0], "sitg-bot: BACKEND_BOT_KEY_ID is required but not set",
+        "{text}"
+    );
+    assert!(
+        lines[1].starts_with("sitg-bot: BACKEND_SERVICE_TOKEN contains a control character"),
+        "{text}"
+    );
+    assert_eq!(
+        lines[2], "sitg-bot: OUTBOX_CLAIM_LIMIT must be 1..100, got \"0\"",
+        "{text}"
+    );
+    for secret in [
+        "do-not-print",
+        "not-really-a-key",
+        SECRET_WEBHOOK,
+        SECRET_HMAC,
+    ] {
+        assert!(!text.contains(secret), "{secret} leaked: {text}");
+    }
+}
+
+/// What the help must say of each variable of `contract::env::ALL`, written out here
+/// from the contract's constants so a variable added without help fails this test.
+fn expected_defaults() -> Vec<(&'static str, String)> {
+    let required = || "required".to_owned();
+    let default = |v: &dyn std::fmt::Display| format!("default: {v}");
+    vec![
+        (env::BIND_ADDRESS, default(&"0.0.0.0")),
+        (env::PORT, required()),
+        (env::METRICS_PORT, default(&"unset")),
+        (env::GITHUB_WEBHOOK_SECRET, required()),
+        (env::GITHUB_WEBHOOK_SECRET_PREVIOUS, default(&"unset")),
+        (env::GITHUB_APP_ID, required()),
+        (env::GITHUB_APP_PRIVATE_KEY, required()),
+        (
+            env::GITHUB_API_BASE_URL,
+            default(&env::DEFAULT_GITHUB_API_BASE_URL),
+        ),
+        (env::BACKEND_BASE_URL, required()),
+        (env::BACKEND_BOT_KEY_ID, required()),
+        (env::BACKEND_INTERNAL_HMAC_SECRET, required()),
+        (env::BACKEND_SERVICE_TOKEN, default(&"unset")),
+        (env::WORKER_ID, default(&"host name")),
+        (env::OUTBOX_POLLING_ENABLED, default(&true)),
+        (env::OUTBOX_CLAIM_ON_EVENT, default(&true)),
+        (
+            env::OUTBOX_POLL_INTERVAL_MS,
+            default(&env::DEFAULT_POLL_INTERVAL_MS),
+        ),
+        (env::OUTBOX_CLAIM_LIMIT, default(&env::DEFAULT_CLAIM_LIMIT)),
+        (env::OUTBOX_CONCURRENCY, default(&env::DEFAULT_CONCURRENCY)),
+        (
+            env::SHUTDOWN_TIMEOUT_SECONDS,
+            default(&env::DEFAULT_SHUTDOWN_TIMEOUT_SECONDS),
+        ),
+        (
+            env::SHUTDOWN_DRAIN_SECONDS,
+            default(&env::DEFAULT_SHUTDOWN_DRAIN_SECONDS),
+        ),
+        (
+            env::HTTP_MAX_CONNECTIONS,
+            default(&env::DEFAULT_HTTP_MAX_CONNECTIONS),
+        ),
+        (
+            env::HTTP_HEADER_READ_TIMEOUT_SECONDS,
+            default(&env::DEFAULT_HTTP_HEADER_READ_TIMEOUT_SECONDS),
+        ),
+        (
+            env::HTTP_REQUEST_HEAD_TIMEOUT_SECONDS,
+            default(&env::DEFAULT_HTTP_REQUEST_HEAD_TIMEOUT_SECONDS),
+        ),
+        (
+            env::WEBHOOK_BUFFER_LIMIT_MB,
+            default(&env::DEFAULT_WEBHOOK_BUFFER_LIMIT_MB),
+        ),
+        (env::WORKER_STATE_DIR, default(&"unset")),
+        (env::STATE_DIRECTORY, default(&"unset")),
+        (env::LOG_FORMAT, default(&"json")),
+        (env::RUST_LOG, default(&env::DEFAULT_LOG_LEVEL)),
+    ]
+}
+
+#[test]
+fn help_lists_every_variable_with_its_default_and_no_secret_value() {
+    let expected = expected_defaults();
+    let names: Vec<&str> = expected.iter().map(|(name, _)| *name).collect();
+    assert_eq!(
+        names,
+        env::ALL,
+        "the test's list must follow contract::env::ALL"
+    );
+    // The secrets of the environment must not show, whatever --help prints.
+    let out = Command::new(env!("CARGO_BIN_EXE_sitg-bot"))
+        .args(["worker", "--help"])
+        .env_clear()
+        .envs(base_env())
+        .output()
+        .expect("binary runs");
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for (name, default) in &expected {
+        let line = text
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("{name} is not in the help:\n{text}"));
+        assert!(line.contains(default.as_str()), "{name}: {line}");
+    }
+    for secret in [
+        env::GITHUB_WEBHOOK_SECRET,
+        env::GITHUB_WEBHOOK_SECRET_PREVIOUS,
+        env::GITHUB_APP_PRIVATE_KEY,
+        env::BACKEND_INTERNAL_HMAC_SECRET,
+        env::BACKEND_SERVICE_TOKEN,
+    ] {
+        assert!(
+            text.contains(&format!("  {secret} (secret) ")),
+            "{secret} not marked secret:\n{text}"
+        );
+    }
+    for value in [SECRET_WEBHOOK, SECRET_HMAC, "not-really-a-key"] {
+        assert!(!text.contains(value), "{value} leaked: {text}");
     }
 }

@@ -17,6 +17,9 @@ mod foreign_comments;
 mod gate_latency;
 mod ingress_e2e;
 mod log_backpressure;
+#[path = "../common/log_check.rs"]
+mod log_check;
+mod log_lines;
 mod outbox_e2e;
 mod outbox_hardening;
 mod outbox_lag;
