@@ -8,16 +8,14 @@ use prometheus::{
     Opts, Registry, TextEncoder,
 };
 
+use crate::contract::FailureCode;
 use crate::outbox::action::ActionKind;
+use crate::webhook::SignatureError;
 
 /// Latency buckets in seconds, from 1 ms to GitHub's 10 s delivery budget and beyond.
 const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
-
-/// `reason` values of `sitg_bot_webhook_signature_failures_total`, one per
-/// [`crate::webhook::SignatureError`] variant.
-pub const SIGNATURE_FAILURE_REASONS: [&str; 3] = ["missing", "malformed", "mismatch"];
 
 /// Why the ingress refused a delivery other than for its signature: the `reason` label
 /// of `sitg_bot_webhook_rejected_total`.
@@ -68,24 +66,6 @@ impl RejectReason {
         }
     }
 }
-
-/// Failure codes the outbox reports (contract §1.5, §2): the `code` label of
-/// `sitg_bot_outbox_action_failures_total`. A code missing here is still counted; its
-/// series only starts at its first failure.
-pub const ACTION_FAILURE_CODES: [&str; 12] = [
-    crate::outbox::action::INVALID_ACTION_PAYLOAD,
-    crate::outbox::action::UNSUPPORTED_ACTION,
-    crate::outbox::executor::WORKER_SHUTDOWN,
-    "EXECUTION_ERROR",
-    "INSTALLATION_NOT_FOUND",
-    "GITHUB_RATE_LIMITED",
-    "GITHUB_PERMISSION_DENIED",
-    "GITHUB_VALIDATION_FAILED",
-    "GITHUB_NOT_FOUND",
-    "GITHUB_APP_MISCONFIGURED",
-    "GITHUB_GONE",
-    "GITHUB_PAGINATION_LOOP",
-];
 
 /// Every metric of one worker, registered in its own [`Registry`].
 #[derive(Clone)]
@@ -178,6 +158,16 @@ fn counter_vec(
     Ok(c)
 }
 
+/// The `code` values of `sitg_bot_outbox_action_failures_total`: every
+/// [`FailureCode`] a running worker reports.
+fn worker_failure_codes() -> Vec<&'static str> {
+    FailureCode::ALL
+        .into_iter()
+        .filter(|c| c.counted_by_worker())
+        .map(FailureCode::as_str)
+        .collect()
+}
+
 impl WorkerMetrics {
     /// Creates a fresh registry holding every worker metric.
     pub fn new() -> Result<Self, MetricsError> {
@@ -258,7 +248,7 @@ impl WorkerMetrics {
                 "sitg_bot_webhook_signature_failures_total",
                 "Deliveries refused with 401 for a missing, malformed or wrong signature",
                 "reason",
-                &SIGNATURE_FAILURE_REASONS,
+                &SignatureError::ALL.map(SignatureError::reason),
             )?,
             previous_secret_used: counter(
                 &r,
@@ -309,7 +299,7 @@ impl WorkerMetrics {
                 "sitg_bot_outbox_action_failures_total",
                 "Outbox action failures by failure code",
                 "code",
-                &ACTION_FAILURE_CODES,
+                &worker_failure_codes(),
             )?,
             action_duration,
             outbox_lag,
@@ -349,7 +339,7 @@ mod tests {
     fn every_known_label_value_is_exposed_at_zero_before_any_event() {
         let text = WorkerMetrics::new().unwrap().render();
         let mut expected: Vec<String> = Vec::new();
-        for reason in SIGNATURE_FAILURE_REASONS {
+        for reason in SignatureError::ALL.map(SignatureError::reason) {
             expected.push(format!(
                 "sitg_bot_webhook_signature_failures_total{{reason=\"{reason}\"}} 0"
             ));
@@ -360,7 +350,7 @@ mod tests {
                 reason.as_str()
             ));
         }
-        for code in ACTION_FAILURE_CODES {
+        for code in worker_failure_codes() {
             expected.push(format!(
                 "sitg_bot_outbox_action_failures_total{{code=\"{code}\"}} 0"
             ));
@@ -376,6 +366,27 @@ mod tests {
                 "{line} missing in:\n{text}"
             );
         }
+    }
+
+    #[test]
+    fn every_code_a_worker_reports_is_pre_initialised() {
+        let text = WorkerMetrics::new().unwrap().render();
+        // The claim journal's codes were once counted without a series at 0.
+        for code in [
+            "WORKER_SHUTDOWN",
+            "WORKER_RESTARTED",
+            "CLAIM_JOURNAL_UNWRITABLE",
+            "EXECUTION_ERROR",
+            "GITHUB_PAGINATION_LOOP",
+        ] {
+            let line = format!("sitg_bot_outbox_action_failures_total{{code=\"{code}\"}} 0");
+            assert!(text.lines().any(|l| l == line), "{line} missing");
+        }
+        assert_eq!(worker_failure_codes().len(), FailureCode::ALL.len() - 1);
+        assert!(
+            !text.contains("RELEASED_BY_OPERATOR"),
+            "only the release subcommand sends RELEASED_BY_OPERATOR"
+        );
     }
 
     #[test]

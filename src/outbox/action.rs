@@ -6,15 +6,10 @@
 use chrono::{DateTime, Utc};
 
 use crate::backend::types::ClaimedAction;
-use crate::contract::RepoFullName;
+use crate::contract::{FailureCode, RepoFullName};
 
 /// GitHub's limit on an issue comment body, in characters.
 pub const GITHUB_COMMENT_LIMIT: usize = 65_536;
-
-/// `FAILED` code for an action whose fields are missing or invalid.
-pub const INVALID_ACTION_PAYLOAD: &str = "INVALID_ACTION_PAYLOAD";
-/// `FAILED` code for an `action_type` this worker does not know.
-pub const UNSUPPORTED_ACTION: &str = "UNSUPPORTED_ACTION";
 
 /// The two action types of contract §1.4.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,13 +51,13 @@ pub struct ValidAction {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{code}: {message}")]
 pub struct InvalidAction {
-    pub code: &'static str,
+    pub code: FailureCode,
     pub message: String,
 }
 
 fn invalid(message: impl Into<String>) -> InvalidAction {
     InvalidAction {
-        code: INVALID_ACTION_PAYLOAD,
+        code: FailureCode::InvalidActionPayload,
         message: message.into(),
     }
 }
@@ -93,7 +88,7 @@ pub fn validate(action: &ClaimedAction) -> Result<ValidAction, InvalidAction> {
         Some("CLOSE_PR_WITH_COMMENT") => ActionKind::ClosePrWithComment,
         Some(other) => {
             return Err(InvalidAction {
-                code: UNSUPPORTED_ACTION,
+                code: FailureCode::UnsupportedAction,
                 message: format!("action_type {other:?} is not supported"),
             });
         }
@@ -237,6 +232,9 @@ mod tests {
 
     #[test]
     fn invalid_actions_get_codes_and_never_a_url() {
+        // The wire values, spelled as the backend reads them.
+        const INVALID_ACTION_PAYLOAD: &str = "INVALID_ACTION_PAYLOAD";
+        const UNSUPPORTED_ACTION: &str = "UNSUPPORTED_ACTION";
         let cases = [
             (json!({"action_type": "DELETE_REPO"}), UNSUPPORTED_ACTION),
             (json!({"action_type": null}), INVALID_ACTION_PAYLOAD),
@@ -278,7 +276,7 @@ mod tests {
         ];
         for (overrides, code) in cases {
             let err = validate(&claimed(overrides.clone())).unwrap_err();
-            assert_eq!(err.code, code, "{overrides}: {err}");
+            assert_eq!(err.code.as_str(), code, "{overrides}: {err}");
         }
     }
 
