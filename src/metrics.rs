@@ -1,15 +1,15 @@
-//! The worker's Prometheus metrics.
+//! The worker's Prometheus registry: the ingress metrics, defined here, and the
+//! outbox's ([`OutboxMetrics`], owned by `outbox/`), plus the shared error counter.
 //!
 //! The counter names of contract §4 are the ones operators already watch; they keep
 //! their exact names and carry no labels. Everything else is added around them.
 
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
 
-use crate::contract::FailureCode;
-use crate::outbox::action::ActionKind;
+use crate::outbox::metrics::OutboxMetrics;
 use crate::webhook::SignatureError;
 
 /// Latency buckets in seconds, from 1 ms to GitHub's 10 s delivery budget and beyond.
@@ -99,31 +99,8 @@ pub struct WorkerMetrics {
     /// `sitg_bot_webhook_body_bytes_reserved`: bytes of the `WEBHOOK_BUFFER_LIMIT_MB`
     /// budget held by requests being read or checked, in whole KiB.
     pub webhook_body_bytes_reserved: IntGauge,
-    /// `sitg_bot_outbox_claim_total`: successful claims.
-    pub outbox_claims: IntCounter,
-    /// `sitg_bot_outbox_claim_answers_lost_total`: claims that may have been carried out
-    /// by the backend but whose answer never arrived (timeout, reset, unreadable body):
-    /// each may have left up to `OUTBOX_CLAIM_LIMIT` actions `CLAIMED` by this worker.
-    pub claim_answers_lost: IntCounter,
-    /// `sitg_bot_outbox_actions_claimed_total`
-    pub actions_claimed: IntCounter,
-    /// `sitg_bot_outbox_actions_success_total`
-    pub actions_success: IntCounter,
-    /// `sitg_bot_outbox_actions_retryable_failure_total`
-    pub actions_retryable_failure: IntCounter,
-    /// `sitg_bot_outbox_actions_failed_total`
-    pub actions_failed: IntCounter,
-    /// `sitg_bot_outbox_action_failures_total{code}`: failures by failure code.
-    pub action_failures_by_code: IntCounterVec,
-    /// `sitg_bot_outbox_action_duration_seconds{action_type}`: execution on GitHub.
-    pub action_duration: HistogramVec,
-    /// `sitg_bot_outbox_lag_seconds`: age of the oldest action in the last claim, 0 when
-    /// the claim was empty: how long the head of the queue waited. The HPA scales on
-    /// its average over pods (docs/architecture.md); unchanged while the worker has no
-    /// room to claim, so a saturated replica never reads as idle.
-    pub outbox_lag: Gauge,
-    /// `sitg_bot_outbox_actions_in_flight`: claimed and not yet reported.
-    pub actions_in_flight: IntGauge,
+    /// The outbox loop's metrics (`sitg_bot_outbox_*`).
+    pub outbox: OutboxMetrics,
     /// `sitg_bot_errors_total`: every error the worker handled (backend or GitHub
     /// failures, failed reports, failed claims).
     pub errors: IntCounter,
@@ -158,16 +135,6 @@ fn counter_vec(
     Ok(c)
 }
 
-/// The `code` values of `sitg_bot_outbox_action_failures_total`: every
-/// [`FailureCode`] a running worker reports.
-fn worker_failure_codes() -> Vec<&'static str> {
-    FailureCode::ALL
-        .into_iter()
-        .filter(|c| c.counted_by_worker())
-        .map(FailureCode::as_str)
-        .collect()
-}
-
 impl WorkerMetrics {
     /// Creates a fresh registry holding every worker metric.
     pub fn new() -> Result<Self, MetricsError> {
@@ -180,33 +147,13 @@ impl WorkerMetrics {
             .buckets(LATENCY_BUCKETS.to_vec()),
         )?;
         r.register(Box::new(webhook_duration.clone()))?;
-        let action_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "sitg_bot_outbox_action_duration_seconds",
-                "Time to execute one outbox action on GitHub, retries included",
-            )
-            .buckets(LATENCY_BUCKETS.to_vec()),
-            &["action_type"],
-        )?;
-        for kind in [ActionKind::UpsertPrComment, ActionKind::ClosePrWithComment] {
-            action_duration.get_metric_with_label_values(&[kind.as_str()])?;
-        }
-        r.register(Box::new(action_duration.clone()))?;
-        let outbox_lag = Gauge::new(
-            crate::contract::metrics::OUTBOX_LAG_SECONDS,
-            "Age in seconds of the oldest action in the last claim (0 when the claim was empty)",
-        )?;
-        r.register(Box::new(outbox_lag.clone()))?;
         let webhook_body_bytes_reserved = IntGauge::new(
             "sitg_bot_webhook_body_bytes_reserved",
             "Bytes of the webhook body budget (WEBHOOK_BUFFER_LIMIT_MB) held by requests in progress",
         )?;
         r.register(Box::new(webhook_body_bytes_reserved.clone()))?;
-        let actions_in_flight = IntGauge::new(
-            "sitg_bot_outbox_actions_in_flight",
-            "Actions claimed by this worker and not yet reported",
-        )?;
-        r.register(Box::new(actions_in_flight.clone()))?;
+        let errors = counter(&r, "sitg_bot_errors_total", "Errors handled by the worker")?;
+        let outbox = OutboxMetrics::register(&r, errors.clone())?;
         Ok(Self {
             webhook_events: counter(
                 &r,
@@ -264,47 +211,8 @@ impl WorkerMetrics {
             )?,
             webhook_duration,
             webhook_body_bytes_reserved,
-            outbox_claims: counter(
-                &r,
-                "sitg_bot_outbox_claim_total",
-                "Successful outbox claims",
-            )?,
-            claim_answers_lost: counter(
-                &r,
-                "sitg_bot_outbox_claim_answers_lost_total",
-                "Claims the backend may have carried out whose answer was lost (timeout, reset, unreadable body); their actions stay CLAIMED",
-            )?,
-            actions_claimed: counter(
-                &r,
-                "sitg_bot_outbox_actions_claimed_total",
-                "Outbox actions claimed",
-            )?,
-            actions_success: counter(
-                &r,
-                "sitg_bot_outbox_actions_success_total",
-                "Outbox actions reported SUCCEEDED",
-            )?,
-            actions_retryable_failure: counter(
-                &r,
-                "sitg_bot_outbox_actions_retryable_failure_total",
-                "Outbox actions reported RETRYABLE_FAILURE",
-            )?,
-            actions_failed: counter(
-                &r,
-                "sitg_bot_outbox_actions_failed_total",
-                "Outbox actions reported FAILED",
-            )?,
-            action_failures_by_code: counter_vec(
-                &r,
-                "sitg_bot_outbox_action_failures_total",
-                "Outbox action failures by failure code",
-                "code",
-                &worker_failure_codes(),
-            )?,
-            action_duration,
-            outbox_lag,
-            actions_in_flight,
-            errors: counter(&r, "sitg_bot_errors_total", "Errors handled by the worker")?,
+            outbox,
+            errors,
             registry: r,
         })
     }
@@ -350,7 +258,7 @@ mod tests {
                 reason.as_str()
             ));
         }
-        for code in worker_failure_codes() {
+        for code in crate::outbox::metrics::worker_failure_codes() {
             expected.push(format!(
                 "sitg_bot_outbox_action_failures_total{{code=\"{code}\"}} 0"
             ));
@@ -382,7 +290,10 @@ mod tests {
             let line = format!("sitg_bot_outbox_action_failures_total{{code=\"{code}\"}} 0");
             assert!(text.lines().any(|l| l == line), "{line} missing");
         }
-        assert_eq!(worker_failure_codes().len(), FailureCode::ALL.len() - 1);
+        assert_eq!(
+            crate::outbox::metrics::worker_failure_codes().len(),
+            crate::contract::FailureCode::ALL.len() - 1
+        );
         assert!(
             !text.contains("RELEASED_BY_OPERATOR"),
             "only the release subcommand sends RELEASED_BY_OPERATOR"
@@ -411,10 +322,12 @@ mod tests {
         m.webhook_rejected
             .with_label_values(&["invalid_payload"])
             .inc();
-        m.action_failures_by_code
+        m.outbox
+            .action_failures_by_code
             .with_label_values(&["EXECUTION_ERROR"])
             .inc();
-        m.action_duration
+        m.outbox
+            .action_duration
             .with_label_values(&["UPSERT_PR_COMMENT"])
             .observe(0.1);
         let text = m.render();

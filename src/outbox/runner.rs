@@ -19,11 +19,11 @@ use tokio_util::sync::CancellationToken;
 use super::action::{self, age_seconds};
 use super::executor::{Executor, Report, Slots};
 use super::journal::ClaimJournal;
+use super::metrics::OutboxMetrics;
 use super::wake::ClaimWake;
 use crate::backend::types::{ClaimedAction, Outcome};
 use crate::backend::{BackendClient, CallPolicy};
 use crate::contract::FailureCode;
-use crate::metrics::WorkerMetrics;
 
 /// Settings of the loop (from `OUTBOX_*` and `SHUTDOWN_TIMEOUT_SECONDS`).
 #[derive(Debug, Clone)]
@@ -117,7 +117,7 @@ struct QueueTicket {
 struct SharedState {
     backend: BackendClient,
     executor: Executor,
-    metrics: WorkerMetrics,
+    metrics: OutboxMetrics,
     worker_id: String,
     /// Execution slots; their [`Slots::busy`] (actions calling GitHub or waiting for a
     /// slot) bounds the claiming. Held, queued and rate-limited actions do not count:
@@ -156,7 +156,7 @@ impl SharedState {
 pub async fn run(
     backend: BackendClient,
     executor: Executor,
-    metrics: WorkerMetrics,
+    metrics: OutboxMetrics,
     settings: OutboxSettings,
     shutdown: CancellationToken,
 ) {
