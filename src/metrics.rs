@@ -67,6 +67,11 @@ impl RejectReason {
     }
 }
 
+/// The former name of `sitg_bot_webhook_reserved_body_bytes`: same value, exported for
+/// one more release so that dashboards and alerts can move (docs/operations.md, "Metric
+/// changes").
+pub const DEPRECATED_RESERVED_BODY_BYTES: &str = "sitg_bot_webhook_body_bytes_reserved";
+
 /// Every metric of one worker, registered in its own [`Registry`].
 #[derive(Clone)]
 pub struct WorkerMetrics {
@@ -96,8 +101,9 @@ pub struct WorkerMetrics {
     pub webhook_rejected: IntCounterVec,
     /// `sitg_bot_webhook_duration_seconds`: from request to response.
     pub webhook_duration: Histogram,
-    /// `sitg_bot_webhook_body_bytes_reserved`: bytes of the `WEBHOOK_BUFFER_LIMIT_MB`
-    /// budget held by requests being read or checked, in whole KiB.
+    /// `sitg_bot_webhook_reserved_body_bytes`: bytes of the `WEBHOOK_BUFFER_LIMIT_MB`
+    /// budget held by requests being read or checked, in whole KiB. Also exported under
+    /// its deprecated name [`DEPRECATED_RESERVED_BODY_BYTES`] for one release.
     pub webhook_body_bytes_reserved: IntGauge,
     /// The outbox loop's metrics (`sitg_bot_outbox_*`).
     pub outbox: OutboxMetrics,
@@ -148,10 +154,19 @@ impl WorkerMetrics {
         )?;
         r.register(Box::new(webhook_duration.clone()))?;
         let webhook_body_bytes_reserved = IntGauge::new(
-            "sitg_bot_webhook_body_bytes_reserved",
+            "sitg_bot_webhook_reserved_body_bytes",
             "Bytes of the webhook body budget (WEBHOOK_BUFFER_LIMIT_MB) held by requests in progress",
         )?;
         r.register(Box::new(webhook_body_bytes_reserved.clone()))?;
+        let reserved = webhook_body_bytes_reserved.clone();
+        // Gauge values are whole KiB multiples far below 2^53: exact as f64.
+        #[allow(clippy::cast_precision_loss)]
+        let deprecated_reserved = prometheus::PullingGauge::new(
+            DEPRECATED_RESERVED_BODY_BYTES,
+            "Deprecated: use sitg_bot_webhook_reserved_body_bytes (same value); removed in the next release",
+            Box::new(move || reserved.get() as f64),
+        )?;
+        r.register(Box::new(deprecated_reserved))?;
         let errors = counter(&r, "sitg_bot_errors_total", "Errors handled by the worker")?;
         let outbox = OutboxMetrics::register(&r, errors.clone())?;
         Ok(Self {
@@ -298,6 +313,22 @@ mod tests {
             !text.contains("RELEASED_BY_OPERATOR"),
             "only the release subcommand sends RELEASED_BY_OPERATOR"
         );
+    }
+
+    #[test]
+    fn the_reserved_body_bytes_gauge_is_also_exported_under_its_deprecated_name() {
+        let m = WorkerMetrics::new().unwrap();
+        m.webhook_body_bytes_reserved.set(61_440);
+        let text = m.render();
+        for line in [
+            "sitg_bot_webhook_reserved_body_bytes 61440",
+            "sitg_bot_webhook_body_bytes_reserved 61440",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line} missing in:\n{text}"
+            );
+        }
     }
 
     #[test]
