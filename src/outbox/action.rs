@@ -21,6 +21,10 @@ pub enum ActionKind {
 }
 
 impl ActionKind {
+    /// Every action type: [`validate`] accepts these names, and
+    /// `sitg_bot_outbox_action_duration_seconds` has a series for each from the start.
+    pub const ALL: [Self; 2] = [Self::UpsertPrComment, Self::ClosePrWithComment];
+
     /// The wire name, also the `action_type` metric label.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -83,17 +87,16 @@ fn non_empty<'a>(payload: &'a serde_json::Value, field: &str) -> Result<&'a str,
 /// Returns `UNSUPPORTED_ACTION` for an unknown `action_type` and
 /// `INVALID_ACTION_PAYLOAD` naming the field for anything else.
 pub fn validate(action: &ClaimedAction) -> Result<ValidAction, InvalidAction> {
-    let kind = match action.action_type.as_str() {
-        Some("UPSERT_PR_COMMENT") => ActionKind::UpsertPrComment,
-        Some("CLOSE_PR_WITH_COMMENT") => ActionKind::ClosePrWithComment,
-        Some(other) => {
-            return Err(InvalidAction {
-                code: FailureCode::UnsupportedAction,
-                message: format!("action_type {other:?} is not supported"),
-            });
-        }
-        None => return Err(invalid("action_type must be a string")),
+    let Some(name) = action.action_type.as_str() else {
+        return Err(invalid("action_type must be a string"));
     };
+    let kind = ActionKind::ALL
+        .into_iter()
+        .find(|k| k.as_str() == name)
+        .ok_or_else(|| InvalidAction {
+            code: FailureCode::UnsupportedAction,
+            message: format!("action_type {name:?} is not supported"),
+        })?;
     let installation_id = positive(&action.installation_id, "installation_id")?;
     let pr_number = positive(&action.github_pr_number, "github_pr_number")?;
     let repo_text = action
@@ -228,6 +231,25 @@ mod tests {
         .unwrap();
         assert_eq!(a.marker, "<!-- sitg:gate:1 -->");
         assert_eq!(a.body, "x\n\n<!-- sitg:gate:1 -->");
+    }
+
+    #[test]
+    fn every_action_kind_is_in_all_and_accepted_by_its_wire_name() {
+        // Exhaustive on purpose (no wildcard): a new variant does not compile until it
+        // is given a position, and the assertion then requires it in `ALL`.
+        let position = |k: ActionKind| match k {
+            ActionKind::UpsertPrComment => 0,
+            ActionKind::ClosePrWithComment => 1,
+        };
+        for (i, kind) in ActionKind::ALL.into_iter().enumerate() {
+            assert_eq!(position(kind), i, "{kind:?} out of place in ALL");
+            let action = validate(&claimed(json!({"action_type": kind.as_str()}))).unwrap();
+            assert_eq!(action.kind, kind);
+        }
+        assert_eq!(
+            ActionKind::ALL.map(ActionKind::as_str),
+            ["UPSERT_PR_COMMENT", "CLOSE_PR_WITH_COMMENT"]
+        );
     }
 
     #[test]

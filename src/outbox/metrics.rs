@@ -90,7 +90,7 @@ impl OutboxMetrics {
             .buckets(ACTION_DURATION_BUCKETS.to_vec()),
             &["action_type"],
         )?;
-        for kind in [ActionKind::UpsertPrComment, ActionKind::ClosePrWithComment] {
+        for kind in ActionKind::ALL {
             action_duration.get_metric_with_label_values(&[kind.as_str()])?;
         }
         registry.register(Box::new(action_duration.clone()))?;
