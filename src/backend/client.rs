@@ -148,6 +148,15 @@ struct Metrics {
 }
 
 impl Metrics {
+    /// Counts one attempt in `sitg_bot_backend_requests_total` under `class` (`2xx`,
+    /// `4xx`, `5xx`, `other`, or `error` without an answer), written to both
+    /// `status_class` and its deprecated copy `status`.
+    fn count_request(&self, endpoint: &str, class: &str) {
+        self.requests
+            .with_label_values(&[endpoint, class, class])
+            .inc();
+    }
+
     fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
         let requests = IntCounterVec::new(
             Opts::new(
@@ -699,11 +708,7 @@ impl BackendClient {
         let response = match result {
             Ok(r) => r,
             Err(e) => {
-                inner
-                    .metrics
-                    .requests
-                    .with_label_values(&[endpoint, "error"])
-                    .inc();
+                inner.metrics.count_request(endpoint, "error");
                 return Err(BackendError::Transport {
                     endpoint,
                     // reqwest's message names the URL, which carries no secret here.
@@ -718,11 +723,7 @@ impl BackendClient {
         if !(shared && status == StatusCode::FORBIDDEN) {
             self.note_answer(endpoint, status);
         }
-        inner
-            .metrics
-            .requests
-            .with_label_values(&[endpoint, status_class(status), status_class(status)])
-            .inc();
+        inner.metrics.count_request(endpoint, status_class(status));
         let bytes = response
             .bytes()
             .await
