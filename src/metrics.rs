@@ -1,23 +1,21 @@
-//! The worker's Prometheus metrics.
+//! The worker's Prometheus registry: the ingress metrics, defined here, and the
+//! outbox's ([`OutboxMetrics`], owned by `outbox/`), plus the shared error counter.
 //!
 //! The counter names of contract §4 are the ones operators already watch; they keep
 //! their exact names and carry no labels. Everything else is added around them.
 
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
 
-use crate::outbox::action::ActionKind;
+use crate::outbox::metrics::OutboxMetrics;
+use crate::webhook::SignatureError;
 
 /// Latency buckets in seconds, from 1 ms to GitHub's 10 s delivery budget and beyond.
 const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
-
-/// `reason` values of `sitg_bot_webhook_signature_failures_total`, one per
-/// [`crate::webhook::SignatureError`] variant.
-pub const SIGNATURE_FAILURE_REASONS: [&str; 3] = ["missing", "malformed", "mismatch"];
 
 /// Why the ingress refused a delivery other than for its signature: the `reason` label
 /// of `sitg_bot_webhook_rejected_total`.
@@ -69,23 +67,10 @@ impl RejectReason {
     }
 }
 
-/// Failure codes the outbox reports (contract §1.5, §2): the `code` label of
-/// `sitg_bot_outbox_action_failures_total`. A code missing here is still counted; its
-/// series only starts at its first failure.
-pub const ACTION_FAILURE_CODES: [&str; 12] = [
-    crate::outbox::action::INVALID_ACTION_PAYLOAD,
-    crate::outbox::action::UNSUPPORTED_ACTION,
-    crate::outbox::executor::WORKER_SHUTDOWN,
-    "EXECUTION_ERROR",
-    "INSTALLATION_NOT_FOUND",
-    "GITHUB_RATE_LIMITED",
-    "GITHUB_PERMISSION_DENIED",
-    "GITHUB_VALIDATION_FAILED",
-    "GITHUB_NOT_FOUND",
-    "GITHUB_APP_MISCONFIGURED",
-    "GITHUB_GONE",
-    "GITHUB_PAGINATION_LOOP",
-];
+/// The former name of `sitg_bot_webhook_reserved_body_bytes`: same value, exported for
+/// one more release so that dashboards and alerts can move (docs/operations.md, "Metric
+/// changes").
+pub const DEPRECATED_RESERVED_BODY_BYTES: &str = "sitg_bot_webhook_body_bytes_reserved";
 
 /// Every metric of one worker, registered in its own [`Registry`].
 #[derive(Clone)]
@@ -116,34 +101,12 @@ pub struct WorkerMetrics {
     pub webhook_rejected: IntCounterVec,
     /// `sitg_bot_webhook_duration_seconds`: from request to response.
     pub webhook_duration: Histogram,
-    /// `sitg_bot_webhook_body_bytes_reserved`: bytes of the `WEBHOOK_BUFFER_LIMIT_MB`
-    /// budget held by requests being read or checked, in whole KiB.
+    /// `sitg_bot_webhook_reserved_body_bytes`: bytes of the `WEBHOOK_BUFFER_LIMIT_MB`
+    /// budget held by requests being read or checked, in whole KiB. Also exported under
+    /// its deprecated name [`DEPRECATED_RESERVED_BODY_BYTES`] for one release.
     pub webhook_body_bytes_reserved: IntGauge,
-    /// `sitg_bot_outbox_claim_total`: successful claims.
-    pub outbox_claims: IntCounter,
-    /// `sitg_bot_outbox_claim_answers_lost_total`: claims that may have been carried out
-    /// by the backend but whose answer never arrived (timeout, reset, unreadable body):
-    /// each may have left up to `OUTBOX_CLAIM_LIMIT` actions `CLAIMED` by this worker.
-    pub claim_answers_lost: IntCounter,
-    /// `sitg_bot_outbox_actions_claimed_total`
-    pub actions_claimed: IntCounter,
-    /// `sitg_bot_outbox_actions_success_total`
-    pub actions_success: IntCounter,
-    /// `sitg_bot_outbox_actions_retryable_failure_total`
-    pub actions_retryable_failure: IntCounter,
-    /// `sitg_bot_outbox_actions_failed_total`
-    pub actions_failed: IntCounter,
-    /// `sitg_bot_outbox_action_failures_total{code}`: failures by failure code.
-    pub action_failures_by_code: IntCounterVec,
-    /// `sitg_bot_outbox_action_duration_seconds{action_type}`: execution on GitHub.
-    pub action_duration: HistogramVec,
-    /// `sitg_bot_outbox_lag_seconds`: age of the oldest action in the last claim, 0 when
-    /// the claim was empty: how long the head of the queue waited. The HPA scales on
-    /// its average over pods (docs/architecture.md); unchanged while the worker has no
-    /// room to claim, so a saturated replica never reads as idle.
-    pub outbox_lag: Gauge,
-    /// `sitg_bot_outbox_actions_in_flight`: claimed and not yet reported.
-    pub actions_in_flight: IntGauge,
+    /// The outbox loop's metrics (`sitg_bot_outbox_*`).
+    pub outbox: OutboxMetrics,
     /// `sitg_bot_errors_total`: every error the worker handled (backend or GitHub
     /// failures, failed reports, failed claims).
     pub errors: IntCounter,
@@ -191,33 +154,22 @@ impl WorkerMetrics {
             .buckets(LATENCY_BUCKETS.to_vec()),
         )?;
         r.register(Box::new(webhook_duration.clone()))?;
-        let action_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "sitg_bot_outbox_action_duration_seconds",
-                "Time to execute one outbox action on GitHub, retries included",
-            )
-            .buckets(LATENCY_BUCKETS.to_vec()),
-            &["action_type"],
-        )?;
-        for kind in [ActionKind::UpsertPrComment, ActionKind::ClosePrWithComment] {
-            action_duration.get_metric_with_label_values(&[kind.as_str()])?;
-        }
-        r.register(Box::new(action_duration.clone()))?;
-        let outbox_lag = Gauge::new(
-            crate::contract::metrics::OUTBOX_LAG_SECONDS,
-            "Age in seconds of the oldest action in the last claim (0 when the claim was empty)",
-        )?;
-        r.register(Box::new(outbox_lag.clone()))?;
         let webhook_body_bytes_reserved = IntGauge::new(
-            "sitg_bot_webhook_body_bytes_reserved",
+            "sitg_bot_webhook_reserved_body_bytes",
             "Bytes of the webhook body budget (WEBHOOK_BUFFER_LIMIT_MB) held by requests in progress",
         )?;
         r.register(Box::new(webhook_body_bytes_reserved.clone()))?;
-        let actions_in_flight = IntGauge::new(
-            "sitg_bot_outbox_actions_in_flight",
-            "Actions claimed by this worker and not yet reported",
+        let reserved = webhook_body_bytes_reserved.clone();
+        // Gauge values are whole KiB multiples far below 2^53: exact as f64.
+        #[allow(clippy::cast_precision_loss)]
+        let deprecated_reserved = prometheus::PullingGauge::new(
+            DEPRECATED_RESERVED_BODY_BYTES,
+            "Deprecated: use sitg_bot_webhook_reserved_body_bytes (same value); removed in the next release",
+            Box::new(move || reserved.get() as f64),
         )?;
-        r.register(Box::new(actions_in_flight.clone()))?;
+        r.register(Box::new(deprecated_reserved))?;
+        let errors = counter(&r, "sitg_bot_errors_total", "Errors handled by the worker")?;
+        let outbox = OutboxMetrics::register(&r, errors.clone())?;
         Ok(Self {
             webhook_events: counter(
                 &r,
@@ -259,7 +211,7 @@ impl WorkerMetrics {
                 "sitg_bot_webhook_signature_failures_total",
                 "Deliveries refused with 401 for a missing, malformed or wrong signature",
                 "reason",
-                &SIGNATURE_FAILURE_REASONS,
+                &SignatureError::ALL.map(SignatureError::reason),
             )?,
             previous_secret_used: counter(
                 &r,
@@ -275,47 +227,8 @@ impl WorkerMetrics {
             )?,
             webhook_duration,
             webhook_body_bytes_reserved,
-            outbox_claims: counter(
-                &r,
-                "sitg_bot_outbox_claim_total",
-                "Successful outbox claims",
-            )?,
-            claim_answers_lost: counter(
-                &r,
-                "sitg_bot_outbox_claim_answers_lost_total",
-                "Claims the backend may have carried out whose answer was lost (timeout, reset, unreadable body); their actions stay CLAIMED",
-            )?,
-            actions_claimed: counter(
-                &r,
-                "sitg_bot_outbox_actions_claimed_total",
-                "Outbox actions claimed",
-            )?,
-            actions_success: counter(
-                &r,
-                "sitg_bot_outbox_actions_success_total",
-                "Outbox actions reported SUCCEEDED",
-            )?,
-            actions_retryable_failure: counter(
-                &r,
-                "sitg_bot_outbox_actions_retryable_failure_total",
-                "Outbox actions reported RETRYABLE_FAILURE",
-            )?,
-            actions_failed: counter(
-                &r,
-                "sitg_bot_outbox_actions_failed_total",
-                "Outbox actions reported FAILED",
-            )?,
-            action_failures_by_code: counter_vec(
-                &r,
-                "sitg_bot_outbox_action_failures_total",
-                "Outbox action failures by failure code",
-                "code",
-                &ACTION_FAILURE_CODES,
-            )?,
-            action_duration,
-            outbox_lag,
-            actions_in_flight,
-            errors: counter(&r, "sitg_bot_errors_total", "Errors handled by the worker")?,
+            outbox,
+            errors,
             registry: r,
         })
     }
@@ -350,7 +263,7 @@ mod tests {
     fn every_known_label_value_is_exposed_at_zero_before_any_event() {
         let text = WorkerMetrics::new().unwrap().render();
         let mut expected: Vec<String> = Vec::new();
-        for reason in SIGNATURE_FAILURE_REASONS {
+        for reason in SignatureError::ALL.map(SignatureError::reason) {
             expected.push(format!(
                 "sitg_bot_webhook_signature_failures_total{{reason=\"{reason}\"}} 0"
             ));
@@ -361,7 +274,7 @@ mod tests {
                 reason.as_str()
             ));
         }
-        for code in ACTION_FAILURE_CODES {
+        for code in crate::outbox::metrics::worker_failure_codes() {
             expected.push(format!(
                 "sitg_bot_outbox_action_failures_total{{code=\"{code}\"}} 0"
             ));
@@ -372,6 +285,46 @@ mod tests {
             ));
         }
         for line in expected {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line} missing in:\n{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_code_a_worker_reports_is_pre_initialised() {
+        let text = WorkerMetrics::new().unwrap().render();
+        // The claim journal's codes were once counted without a series at 0.
+        for code in [
+            "WORKER_SHUTDOWN",
+            "WORKER_RESTARTED",
+            "CLAIM_JOURNAL_UNWRITABLE",
+            "EXECUTION_ERROR",
+            "GITHUB_PAGINATION_LOOP",
+        ] {
+            let line = format!("sitg_bot_outbox_action_failures_total{{code=\"{code}\"}} 0");
+            assert!(text.lines().any(|l| l == line), "{line} missing");
+        }
+        assert_eq!(
+            crate::outbox::metrics::worker_failure_codes().len(),
+            crate::contract::FailureCode::ALL.len() - 1
+        );
+        assert!(
+            !text.contains("RELEASED_BY_OPERATOR"),
+            "only the release subcommand sends RELEASED_BY_OPERATOR"
+        );
+    }
+
+    #[test]
+    fn the_reserved_body_bytes_gauge_is_also_exported_under_its_deprecated_name() {
+        let m = WorkerMetrics::new().unwrap();
+        m.webhook_body_bytes_reserved.set(61_440);
+        let text = m.render();
+        for line in [
+            "sitg_bot_webhook_reserved_body_bytes 61440",
+            "sitg_bot_webhook_body_bytes_reserved 61440",
+        ] {
             assert!(
                 text.lines().any(|l| l == line),
                 "{line} missing in:\n{text}"
@@ -401,10 +354,12 @@ mod tests {
         m.webhook_rejected
             .with_label_values(&["invalid_payload"])
             .inc();
-        m.action_failures_by_code
+        m.outbox
+            .action_failures_by_code
             .with_label_values(&["EXECUTION_ERROR"])
             .inc();
-        m.action_duration
+        m.outbox
+            .action_duration
             .with_label_values(&["UPSERT_PR_COMMENT"])
             .observe(0.1);
         let text = m.render();

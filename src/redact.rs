@@ -18,8 +18,9 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::sync::{OnceLock, RwLock};
+use std::sync::OnceLock;
 
+use parking_lot::RwLock;
 use regex::Regex;
 
 /// What a redacted credential is replaced by.
@@ -82,8 +83,8 @@ fn compile(values: &[String]) -> Option<Regex> {
         .ok()
 }
 
-fn registry_write() -> std::sync::RwLockWriteGuard<'static, Registry> {
-    REGISTRY.write().unwrap_or_else(|e| e.into_inner())
+fn registry_write() -> parking_lot::RwLockWriteGuard<'static, Registry> {
+    REGISTRY.write()
 }
 
 /// Applies `change` to the values; when it changed them, compiles the new pattern
@@ -141,7 +142,7 @@ pub fn remember_rotating(slot: &str, value: &str) {
 /// `text` with every registered credential and every request signature replaced by
 /// [`REDACTED`]. Borrows when nothing matched.
 pub fn redact(text: &str) -> Cow<'_, str> {
-    let registry = REGISTRY.read().unwrap_or_else(|e| e.into_inner());
+    let registry = REGISTRY.read();
     match &registry.matcher {
         Some(matcher) => match matcher.replace_all(text, REDACTED) {
             Cow::Borrowed(_) => Cow::Borrowed(text),

@@ -148,13 +148,25 @@ struct Metrics {
 }
 
 impl Metrics {
+    /// Counts one attempt in `sitg_bot_backend_requests_total` under `class` (`2xx`,
+    /// `4xx`, `5xx`, `other`, or `error` without an answer), written to both
+    /// `status_class` and its deprecated copy `status`.
+    fn count_request(&self, endpoint: &str, class: &str) {
+        self.requests
+            .with_label_values(&[endpoint, class, class])
+            .inc();
+    }
+
     fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
         let requests = IntCounterVec::new(
             Opts::new(
                 "sitg_bot_backend_requests_total",
-                "HTTP attempts to the backend internal API, by endpoint and status class",
+                "HTTP attempts to the backend internal API, by endpoint and status class (status: deprecated copy of status_class)",
             ),
-            &["endpoint", "status"],
+            // `status` is the former name of `status_class` (the GitHub client's
+            // label), kept with the same value for one release (docs/operations.md,
+            // "Metric changes").
+            &["endpoint", "status_class", "status"],
         )?;
         let duration = HistogramVec::new(
             HistogramOpts::new(
@@ -706,11 +718,7 @@ impl BackendClient {
         let response = match result {
             Ok(r) => r,
             Err(e) => {
-                inner
-                    .metrics
-                    .requests
-                    .with_label_values(&[endpoint, "error"])
-                    .inc();
+                inner.metrics.count_request(endpoint, "error");
                 return Err(BackendError::Transport {
                     endpoint,
                     // reqwest's message names the URL, which carries no secret here.
@@ -725,11 +733,7 @@ impl BackendClient {
         if !(shared && status == StatusCode::FORBIDDEN) {
             self.note_answer(endpoint, status);
         }
-        inner
-            .metrics
-            .requests
-            .with_label_values(&[endpoint, status_class(status)])
-            .inc();
+        inner.metrics.count_request(endpoint, status_class(status));
         let bytes = response
             .bytes()
             .await
@@ -829,6 +833,79 @@ mod tests {
                 reason: "refused".into()
             }
             .is_retryable()
+        );
+    }
+
+    /// A real socket answering one claim with 200: the request counter carries
+    /// `status_class` (the GitHub client's label name) and, for one release, the same
+    /// value under its former name `status`.
+    #[tokio::test]
+    async fn requests_are_counted_by_status_class_and_the_deprecated_status() {
+        use prometheus::Encoder;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut read = Vec::new();
+            // Read the head and the announced body before answering.
+            loop {
+                let n = socket.read(&mut buf).await.unwrap();
+                assert!(n > 0, "connection closed before the request was complete");
+                read.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&read).to_lowercase();
+                if let Some(head_end) = text.find("\r\n\r\n") {
+                    let length = text[..head_end]
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .map_or(0, |v| v.trim().parse::<usize>().unwrap());
+                    if read.len() >= head_end + 4 + length {
+                        break;
+                    }
+                }
+            }
+            let body = r#"{"actions":[]}"#;
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            socket.write_all(answer.as_bytes()).await.unwrap();
+        });
+        let registry = Registry::new();
+        let client = BackendClient::new(
+            BackendConfig {
+                base_url: format!("http://{addr}"),
+                key_id: "k".into(),
+                hmac_secret: SecretString::new("s"),
+                service_token: None,
+                user_agent: "test".into(),
+            },
+            &registry,
+        )
+        .unwrap();
+        let policy = CallPolicy {
+            attempt_timeout: Duration::from_secs(10),
+            deadline: Duration::from_secs(10),
+            max_attempts: 1,
+        };
+        let claimed =
+            tokio::time::timeout(Duration::from_secs(20), client.claim("worker-1", 1, policy))
+                .await
+                .unwrap()
+                .unwrap();
+        assert!(claimed.is_empty());
+        server.await.unwrap();
+        let mut text = Vec::new();
+        prometheus::TextEncoder::new()
+            .encode(&registry.gather(), &mut text)
+            .unwrap();
+        let text = String::from_utf8(text).unwrap();
+        let line = r#"sitg_bot_backend_requests_total{endpoint="claim",status="2xx",status_class="2xx"} 1"#;
+        assert!(
+            text.lines().any(|l| l == line),
+            "{line} missing in:\n{text}"
         );
     }
 }

@@ -2,10 +2,10 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hmac::{Hmac, KeyInit, Mac};
+use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 
 use crate::secret::SecretString;
@@ -163,7 +163,7 @@ impl SignatureClock {
                 .unwrap_or(Duration::ZERO);
             let secs = now.as_secs();
             let wait = {
-                let mut used = self.last_used.lock().unwrap_or_else(|p| p.into_inner());
+                let mut used = self.last_used.lock();
                 match used.by_message.get(message) {
                     Some(&last) if last >= secs => Some(
                         Duration::from_secs(last + 1).saturating_sub(now)

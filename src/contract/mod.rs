@@ -5,11 +5,16 @@
 //! Deployment, checks the same bounds in the `BotFleet` schema and scales on the same
 //! metric. A change here reaches both sides, and `worker_env_contract` (a unit test of
 //! `operator::build::deployment`) feeds the operator's env to the worker's parser.
+//!
+//! It also holds the values the worker and the backend must agree on beyond the request
+//! types: the `failure_code` of a reported action ([`FailureCode`]).
 
 pub mod env;
+pub mod failure_code;
 pub mod log_format;
 pub mod metrics;
 pub mod repo_name;
 
+pub use failure_code::FailureCode;
 pub use log_format::LogFormat;
 pub use repo_name::{InvalidRepoName, RepoFullName};

@@ -4,12 +4,13 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -1084,16 +1085,11 @@ impl GitHubClient {
     }
 
     fn alias(&self, installation_id: u64) -> Option<u64> {
-        self.inner
-            .aliases
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&installation_id)
-            .copied()
+        self.inner.aliases.lock().get(&installation_id).copied()
     }
 
     fn set_alias(&self, installation_id: u64, resolved: Option<u64>) {
-        let mut aliases = self.inner.aliases.lock().unwrap_or_else(|e| e.into_inner());
+        let mut aliases = self.inner.aliases.lock();
         match resolved {
             Some(resolved) => aliases.insert(installation_id, resolved),
             None => aliases.remove(&installation_id),

@@ -3,6 +3,7 @@
 use std::time::Instant;
 
 use super::jwt::KeyError;
+use crate::contract::FailureCode;
 
 /// A GitHub call that did not succeed.
 ///
@@ -97,21 +98,21 @@ impl GitHubError {
     }
 
     /// The `failure_code` to report to the backend for this error.
-    pub fn failure_code(&self) -> &'static str {
+    pub fn failure_code(&self) -> FailureCode {
         match self {
-            Self::InstallationNotFound { .. } => "INSTALLATION_NOT_FOUND",
-            Self::RateLimited { .. } => "GITHUB_RATE_LIMITED",
-            Self::PermissionDenied { .. } => "GITHUB_PERMISSION_DENIED",
-            Self::ValidationFailed { .. } => "GITHUB_VALIDATION_FAILED",
-            Self::NotFound { .. } => "GITHUB_NOT_FOUND",
-            Self::PaginationLoop { .. } => "GITHUB_PAGINATION_LOOP",
-            Self::Gone { .. } => "GITHUB_GONE",
-            Self::Key(_) | Self::Jwt(_) | Self::Config(_) => "GITHUB_APP_MISCONFIGURED",
+            Self::InstallationNotFound { .. } => FailureCode::InstallationNotFound,
+            Self::RateLimited { .. } => FailureCode::GitHubRateLimited,
+            Self::PermissionDenied { .. } => FailureCode::GitHubPermissionDenied,
+            Self::ValidationFailed { .. } => FailureCode::GitHubValidationFailed,
+            Self::NotFound { .. } => FailureCode::GitHubNotFound,
+            Self::PaginationLoop { .. } => FailureCode::GitHubPaginationLoop,
+            Self::Gone { .. } => FailureCode::GitHubGone,
+            Self::Key(_) | Self::Jwt(_) | Self::Config(_) => FailureCode::GitHubAppMisconfigured,
             Self::Unauthorized
             | Self::Server { .. }
             | Self::Transport(_)
             | Self::Timeout
-            | Self::InvalidResponse(_) => "EXECUTION_ERROR",
+            | Self::InvalidResponse(_) => FailureCode::ExecutionError,
         }
     }
 
@@ -207,7 +208,7 @@ mod tests {
         ];
         for (err, retryable, code) in table {
             assert_eq!(err.is_retryable(), retryable, "{err:?}");
-            assert_eq!(err.failure_code(), code, "{err:?}");
+            assert_eq!(err.failure_code().as_str(), code, "{err:?}");
         }
     }
 

@@ -3,10 +3,10 @@
 //! Per GitHub's docs ("Generating a JSON Web Token for a GitHub App"): claims `iat`,
 //! `exp` (at most 10 minutes after `iat`) and `iss` (the App id), signed with RS256.
 
-use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use crate::secret::SecretString;
@@ -158,7 +158,7 @@ impl AppJwtSigner {
 
     /// [`Self::bearer`] with the wall clock given, in UTC epoch seconds.
     pub(crate) fn bearer_at(&self, now: u64) -> Result<SecretString, jsonwebtoken::errors::Error> {
-        let mut cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
+        let mut cached = self.cached.lock();
         if let Some(c) = cached.as_ref().filter(|c| now < c.refresh_after) {
             return Ok(c.token.clone());
         }
@@ -174,7 +174,7 @@ impl AppJwtSigner {
 
     /// Forgets the cached JWT, e.g. after GitHub answered 401 to it.
     pub(crate) fn evict(&self) {
-        *self.cached.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        *self.cached.lock() = None;
     }
 }
 

@@ -253,7 +253,7 @@ async fn persistent_unauthorized_is_retryable_after_one_remint() {
         .unwrap_err();
     assert!(matches!(err, GitHubError::Unauthorized), "{err:?}");
     assert!(err.is_retryable());
-    assert_eq!(err.failure_code(), "EXECUTION_ERROR");
+    assert_eq!(err.failure_code().as_str(), "EXECUTION_ERROR");
 }
 
 #[tokio::test]
@@ -327,7 +327,7 @@ async fn unknown_installation_is_permanent() {
         "{err:?}"
     );
     assert!(!err.is_retryable());
-    assert_eq!(err.failure_code(), "INSTALLATION_NOT_FOUND");
+    assert_eq!(err.failure_code().as_str(), "INSTALLATION_NOT_FOUND");
 
     // Without a repository there is nothing to resolve through: no lookup.
     let err = client.list_installation_repositories(1).await.unwrap_err();
@@ -604,7 +604,7 @@ async fn permission_403_is_permanent_and_pauses_nothing() {
         other => panic!("{other:?}"),
     }
     assert!(!err.is_retryable());
-    assert_eq!(err.failure_code(), "GITHUB_PERMISSION_DENIED");
+    assert_eq!(err.failure_code().as_str(), "GITHUB_PERMISSION_DENIED");
     assert_eq!(client.installation_paused_until(1), None);
 }
 
@@ -644,7 +644,7 @@ async fn secondary_limit_with_retry_after_pauses_only_that_installation() {
         panic!("{err:?}")
     };
     assert!(err.is_retryable());
-    assert_eq!(err.failure_code(), "GITHUB_RATE_LIMITED");
+    assert_eq!(err.failure_code().as_str(), "GITHUB_RATE_LIMITED");
     assert!(retry_at >= before + Duration::from_secs(120));
     assert_eq!(client.installation_paused_until(1), Some(retry_at));
 
@@ -776,7 +776,7 @@ async fn validation_failed_is_permanent_unless_the_pull_request_is_closed() {
         "{err:?}"
     );
     assert!(!err.is_retryable());
-    assert_eq!(err.failure_code(), "GITHUB_VALIDATION_FAILED");
+    assert_eq!(err.failure_code().as_str(), "GITHUB_VALIDATION_FAILED");
     client.close_pull_request(1, &repo(), 8).await.unwrap();
 }
 
@@ -829,7 +829,7 @@ async fn server_error_is_retryable() {
         "{err:?}"
     );
     assert!(err.is_retryable());
-    assert_eq!(err.failure_code(), "EXECUTION_ERROR");
+    assert_eq!(err.failure_code().as_str(), "EXECUTION_ERROR");
     assert_eq!(client.installation_paused_until(1), None);
 }
 
@@ -850,7 +850,7 @@ async fn not_found_repository_is_permanent() {
         matches!(&err, GitHubError::NotFound { resource } if resource == "/repos/octo-org/hello/pulls/7"),
         "{err:?}"
     );
-    assert_eq!(err.failure_code(), "GITHUB_NOT_FOUND");
+    assert_eq!(err.failure_code().as_str(), "GITHUB_NOT_FOUND");
     assert!(!err.is_retryable());
 }
 

@@ -8,10 +8,10 @@
 //! at least one minute.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use http::{HeaderMap, StatusCode};
+use parking_lot::Mutex;
 
 /// Pause after a secondary limit that names no time.
 pub(crate) const SECONDARY_DEFAULT_PAUSE: Duration = Duration::from_secs(60);
@@ -141,9 +141,9 @@ impl PauseBoard {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Pause>> {
+    fn lock(&self) -> parking_lot::MutexGuard<'_, HashMap<u64, Pause>> {
         // The map stays consistent even if a holder panicked: every update is one insert.
-        self.pauses.lock().unwrap_or_else(|e| e.into_inner())
+        self.pauses.lock()
     }
 }
 

@@ -9,10 +9,11 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use parking_lot::Mutex;
 
 use super::error::GitHubError;
 use crate::secret::SecretString;
@@ -134,7 +135,7 @@ impl TokenCache {
     }
 
     fn slot(&self, installation_id: u64) -> Arc<tokio::sync::Mutex<Slot>> {
-        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        let mut slots = self.slots.lock();
         Arc::clone(slots.entry(installation_id).or_default())
     }
 }

@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
@@ -27,6 +27,7 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, predicates, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
+use parking_lot::Mutex;
 use tracing::{debug, warn};
 
 use super::build::MANAGED_BY_SELECTOR;
@@ -114,14 +115,14 @@ impl Context {
 
     /// Counts one more consecutive failure of a fleet and returns the count.
     fn record_failure(&self, fleet: ObjectRef<BotFleet>) -> u32 {
-        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let mut failures = self.failures.lock();
         let n = failures.entry(fleet).or_insert(0);
         *n = n.saturating_add(1);
         *n
     }
 
     fn clear_failures(&self, fleet: &ObjectRef<BotFleet>) {
-        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let mut failures = self.failures.lock();
         failures.remove(fleet);
     }
 }

@@ -49,15 +49,6 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
-    /// A built object could not be serialised (a programming error).
-    #[error("serialising {what}: {source}")]
-    Serialize {
-        /// The object being serialised.
-        what: &'static str,
-        /// The serde error.
-        #[source]
-        source: serde_json::Error,
-    },
 }
 
 impl Error {
@@ -78,7 +69,6 @@ impl Error {
             Self::InvalidSecretValue { .. } => "invalid_secret_value",
             Self::InvalidSpec(_) => "invalid_spec",
             Self::Kube { .. } => "kube_api",
-            Self::Serialize { .. } => "serialize",
         }
     }
 
@@ -91,7 +81,7 @@ impl Error {
             Self::SecretKeyNotFound { .. } => Some("SecretKeyNotFound"),
             Self::InvalidSecretValue { .. } => Some("InvalidSecretValue"),
             Self::InvalidSpec(_) => Some("InvalidSpec"),
-            Self::Kube { .. } | Self::Serialize { .. } => None,
+            Self::Kube { .. } => None,
         }
     }
 }
@@ -115,11 +105,15 @@ mod tests {
         let invalid = Error::InvalidSpec("x".into());
         assert_eq!(invalid.metric_label(), "invalid_spec");
         assert_eq!(invalid.degraded_reason(), Some("InvalidSpec"));
-        let serialize = Error::Serialize {
-            what: "Deployment",
-            source: serde_json::from_str::<u8>("x").expect_err("not json"),
-        };
-        assert_eq!(serialize.metric_label(), "serialize");
-        assert_eq!(serialize.degraded_reason(), None);
+        let conflict = Error::kube(
+            "applying Deployment sitg/bots",
+            kube::Error::Api(Box::new(kube::core::Status {
+                code: 409,
+                reason: "Conflict".into(),
+                ..kube::core::Status::default()
+            })),
+        );
+        assert_eq!(conflict.metric_label(), "kube_api");
+        assert_eq!(conflict.degraded_reason(), None);
     }
 }

@@ -11,11 +11,11 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Client, ResourceExt};
+use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -152,7 +152,7 @@ impl Sweepers {
         metrics: &RedeliveryMetrics,
     ) {
         let key = ObjectRef::from_obj(fleet);
-        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        let mut running = self.running.lock();
         let Some(target) = target else {
             if let Some(old) = running.remove(&key) {
                 old.stop.cancel();
@@ -209,7 +209,7 @@ impl Sweepers {
 
     /// Stops every sweeper (leadership lost, or shutdown).
     pub fn stop_all(&self) {
-        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        let mut running = self.running.lock();
         for (_, r) in running.drain() {
             r.stop.cancel();
         }
@@ -218,7 +218,7 @@ impl Sweepers {
     /// Fleets with a sweeper started and not stopped by [`Self::ensure`] or
     /// [`Self::stop_all`].
     pub fn len(&self) -> usize {
-        let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        let running = self.running.lock();
         running.values().filter(|r| !r.stop.is_cancelled()).count()
     }
 

@@ -315,11 +315,15 @@ mod tests {
         assert_eq!(get(&s, READY).reason, "DeploymentMissing");
         assert_eq!(s.reason, "SecretNotFound", "the STATUS column says why");
         assert_eq!(s.message, d.message);
-        // Internal failures are retried without marking the fleet degraded.
-        let internal = Error::Serialize {
-            what: "Deployment",
-            source: serde_json::from_str::<u8>("x").expect_err("not json"),
-        };
+        // API failures are retried without marking the fleet degraded.
+        let internal = Error::kube(
+            "applying Deployment sitg/bots",
+            kube::Error::Api(Box::new(kube::core::Status {
+                code: 500,
+                message: "etcdserver: request timed out".into(),
+                ..kube::core::Status::default()
+            })),
+        );
         assert_eq!(
             get(
                 &desired_status(&fleet, None, Some(&internal), &at(5)),

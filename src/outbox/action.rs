@@ -6,15 +6,10 @@
 use chrono::{DateTime, Utc};
 
 use crate::backend::types::ClaimedAction;
-use crate::contract::RepoFullName;
+use crate::contract::{FailureCode, RepoFullName};
 
 /// GitHub's limit on an issue comment body, in characters.
 pub const GITHUB_COMMENT_LIMIT: usize = 65_536;
-
-/// `FAILED` code for an action whose fields are missing or invalid.
-pub const INVALID_ACTION_PAYLOAD: &str = "INVALID_ACTION_PAYLOAD";
-/// `FAILED` code for an `action_type` this worker does not know.
-pub const UNSUPPORTED_ACTION: &str = "UNSUPPORTED_ACTION";
 
 /// The two action types of contract §1.4.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +21,10 @@ pub enum ActionKind {
 }
 
 impl ActionKind {
+    /// Every action type: [`validate`] accepts these names, and
+    /// `sitg_bot_outbox_action_duration_seconds` has a series for each from the start.
+    pub const ALL: [Self; 2] = [Self::UpsertPrComment, Self::ClosePrWithComment];
+
     /// The wire name, also the `action_type` metric label.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -56,13 +55,13 @@ pub struct ValidAction {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{code}: {message}")]
 pub struct InvalidAction {
-    pub code: &'static str,
+    pub code: FailureCode,
     pub message: String,
 }
 
 fn invalid(message: impl Into<String>) -> InvalidAction {
     InvalidAction {
-        code: INVALID_ACTION_PAYLOAD,
+        code: FailureCode::InvalidActionPayload,
         message: message.into(),
     }
 }
@@ -88,17 +87,16 @@ fn non_empty<'a>(payload: &'a serde_json::Value, field: &str) -> Result<&'a str,
 /// Returns `UNSUPPORTED_ACTION` for an unknown `action_type` and
 /// `INVALID_ACTION_PAYLOAD` naming the field for anything else.
 pub fn validate(action: &ClaimedAction) -> Result<ValidAction, InvalidAction> {
-    let kind = match action.action_type.as_str() {
-        Some("UPSERT_PR_COMMENT") => ActionKind::UpsertPrComment,
-        Some("CLOSE_PR_WITH_COMMENT") => ActionKind::ClosePrWithComment,
-        Some(other) => {
-            return Err(InvalidAction {
-                code: UNSUPPORTED_ACTION,
-                message: format!("action_type {other:?} is not supported"),
-            });
-        }
-        None => return Err(invalid("action_type must be a string")),
+    let Some(name) = action.action_type.as_str() else {
+        return Err(invalid("action_type must be a string"));
     };
+    let kind = ActionKind::ALL
+        .into_iter()
+        .find(|k| k.as_str() == name)
+        .ok_or_else(|| InvalidAction {
+            code: FailureCode::UnsupportedAction,
+            message: format!("action_type {name:?} is not supported"),
+        })?;
     let installation_id = positive(&action.installation_id, "installation_id")?;
     let pr_number = positive(&action.github_pr_number, "github_pr_number")?;
     let repo_text = action
@@ -236,7 +234,29 @@ mod tests {
     }
 
     #[test]
+    fn every_action_kind_is_in_all_and_accepted_by_its_wire_name() {
+        // Exhaustive on purpose (no wildcard): a new variant does not compile until it
+        // is given a position, and the assertion then requires it in `ALL`.
+        let position = |k: ActionKind| match k {
+            ActionKind::UpsertPrComment => 0,
+            ActionKind::ClosePrWithComment => 1,
+        };
+        for (i, kind) in ActionKind::ALL.into_iter().enumerate() {
+            assert_eq!(position(kind), i, "{kind:?} out of place in ALL");
+            let action = validate(&claimed(json!({"action_type": kind.as_str()}))).unwrap();
+            assert_eq!(action.kind, kind);
+        }
+        assert_eq!(
+            ActionKind::ALL.map(ActionKind::as_str),
+            ["UPSERT_PR_COMMENT", "CLOSE_PR_WITH_COMMENT"]
+        );
+    }
+
+    #[test]
     fn invalid_actions_get_codes_and_never_a_url() {
+        // The wire values, spelled as the backend reads them.
+        const INVALID_ACTION_PAYLOAD: &str = "INVALID_ACTION_PAYLOAD";
+        const UNSUPPORTED_ACTION: &str = "UNSUPPORTED_ACTION";
         let cases = [
             (json!({"action_type": "DELETE_REPO"}), UNSUPPORTED_ACTION),
             (json!({"action_type": null}), INVALID_ACTION_PAYLOAD),
@@ -278,7 +298,7 @@ mod tests {
         ];
         for (overrides, code) in cases {
             let err = validate(&claimed(overrides.clone())).unwrap_err();
-            assert_eq!(err.code, code, "{overrides}: {err}");
+            assert_eq!(err.code.as_str(), code, "{overrides}: {err}");
         }
     }
 

@@ -16,10 +16,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::action::{ActionKind, ValidAction};
 use crate::backend::types::Outcome;
+use crate::contract::FailureCode;
 use crate::github::{GitHubClient, GitHubError};
-
-/// `RETRYABLE_FAILURE` code of actions released because the worker is stopping.
-pub const WORKER_SHUTDOWN: &str = "WORKER_SHUTDOWN";
 
 /// How hard the executor tries before giving an action back.
 #[derive(Debug, Clone, Copy)]
@@ -63,7 +61,7 @@ impl RetryPolicy {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Report {
     pub outcome: Outcome,
-    pub failure_code: Option<String>,
+    pub failure_code: Option<FailureCode>,
     pub failure_message: Option<String>,
 }
 
@@ -78,19 +76,19 @@ impl Report {
     }
 
     /// `FAILED` with `code`.
-    pub fn failed(code: &str, message: impl Into<String>) -> Self {
+    pub fn failed(code: FailureCode, message: impl Into<String>) -> Self {
         Self {
             outcome: Outcome::Failed,
-            failure_code: Some(code.to_owned()),
+            failure_code: Some(code),
             failure_message: Some(message.into()),
         }
     }
 
     /// `RETRYABLE_FAILURE` with `code`.
-    pub fn retryable(code: &str, message: impl Into<String>) -> Self {
+    pub fn retryable(code: FailureCode, message: impl Into<String>) -> Self {
         Self {
             outcome: Outcome::RetryableFailure,
-            failure_code: Some(code.to_owned()),
+            failure_code: Some(code),
             failure_message: Some(message.into()),
         }
     }
@@ -98,7 +96,7 @@ impl Report {
     /// A shutdown release.
     pub fn released() -> Self {
         Self::retryable(
-            WORKER_SHUTDOWN,
+            FailureCode::WorkerShutdown,
             "worker stopped before executing the action",
         )
     }
@@ -207,7 +205,7 @@ impl Executor {
     /// The release of an action held for a rate limit as long as the policy allows.
     fn rate_limited_report(action: &ValidAction, left: Duration, held: Duration) -> Report {
         Report::retryable(
-            "GITHUB_RATE_LIMITED",
+            FailureCode::GitHubRateLimited,
             format!(
                 "installation {} is rate limited for {} s more; held {} s",
                 action.installation_id,
@@ -283,7 +281,7 @@ impl Executor {
                 event = "action_attempt_failed",
                 action_id = %action.id,
                 attempt,
-                code = err.failure_code(),
+                code = err.failure_code().as_str(),
                 error = %err,
                 "action attempt failed"
             );
@@ -391,22 +389,31 @@ mod tests {
     fn reports_follow_the_error_class() {
         let r = Report::from_error(&GitHubError::InstallationNotFound { installation_id: 1 });
         assert_eq!(r.outcome, Outcome::Failed);
-        assert_eq!(r.failure_code.as_deref(), Some("INSTALLATION_NOT_FOUND"));
+        assert_eq!(
+            r.failure_code.map(FailureCode::as_str),
+            Some("INSTALLATION_NOT_FOUND")
+        );
         let r = Report::from_error(&GitHubError::Server { status: 500 });
         assert_eq!(r.outcome, Outcome::RetryableFailure);
-        assert_eq!(r.failure_code.as_deref(), Some("EXECUTION_ERROR"));
+        assert_eq!(
+            r.failure_code.map(FailureCode::as_str),
+            Some("EXECUTION_ERROR")
+        );
         let r = Report::from_error(&GitHubError::PermissionDenied {
             message: "Resource not accessible by integration".into(),
         });
         assert_eq!(r.outcome, Outcome::Failed);
-        assert_eq!(r.failure_code.as_deref(), Some("GITHUB_PERMISSION_DENIED"));
+        assert_eq!(
+            r.failure_code.map(FailureCode::as_str),
+            Some("GITHUB_PERMISSION_DENIED")
+        );
         let r = Report::from_error(&GitHubError::ValidationFailed {
             message: "x".into(),
         });
         assert_eq!(r.outcome, Outcome::Failed);
         assert_eq!(
-            Report::released().failure_code.as_deref(),
-            Some(WORKER_SHUTDOWN)
+            Report::released().failure_code.map(FailureCode::as_str),
+            Some("WORKER_SHUTDOWN")
         );
     }
 }

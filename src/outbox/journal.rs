@@ -6,7 +6,8 @@
 //! is written as an empty file `{state dir}/claims/{worker id}/{hex of the id}`, made
 //! durable (the file and its directory are fsync'ed); the file is removed once the
 //! backend accepted the action's result. At start the worker reports every action
-//! still listed as `RETRYABLE_FAILURE` / [`WORKER_RESTARTED`] before it claims.
+//! still listed as `RETRYABLE_FAILURE` / `WORKER_RESTARTED`
+//! ([`crate::contract::FailureCode::WorkerRestarted`]) before it claims.
 //!
 //! A journal that cannot be written stops the claiming (the runner checks
 //! [`ClaimJournal::problem`] before every claim and probes the directory until it
@@ -17,13 +18,6 @@ use std::path::{Path, PathBuf};
 
 use parking_lot::Mutex;
 use prometheus::{IntCounter, IntGauge, Registry};
-
-/// `failure_code` of the actions a restarted worker releases.
-pub const WORKER_RESTARTED: &str = "WORKER_RESTARTED";
-
-/// `failure_code` of the actions released because the journal could not record them
-/// (they were not executed).
-pub const JOURNAL_UNWRITABLE: &str = "CLAIM_JOURNAL_UNWRITABLE";
 
 /// Name of the file written and removed to test that the directory is writable.
 const PROBE: &str = ".probe";

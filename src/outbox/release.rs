@@ -1,14 +1,13 @@
 //! `sitg-bot release --worker-id ID ACTION_ID…`: releases claimed actions by hand, for
 //! a worker whose claim journal was lost with its node (ids from its `outbox_claimed`
-//! log lines). Each action is reported `RETRYABLE_FAILURE` / [`RELEASED_BY_OPERATOR`]
+//! log lines). Each action is reported `RETRYABLE_FAILURE` / `RELEASED_BY_OPERATOR`
+//! ([`FailureCode::ReleasedByOperator`])
 //! with that worker id, which puts it back to `PENDING` (contract §1.5).
 
 use crate::backend::types::Outcome;
 use crate::backend::{BackendClient, BackendConfig, CallPolicy};
+use crate::contract::FailureCode;
 use crate::secret::SecretString;
-
-/// `failure_code` of an action released by hand.
-pub const RELEASED_BY_OPERATOR: &str = "RELEASED_BY_OPERATOR";
 
 /// Options of `sitg-bot release`; the backend settings come from the worker's variables.
 #[derive(Debug, Clone, clap::Args)]
@@ -76,7 +75,7 @@ pub async fn run(args: ReleaseArgs) -> Result<Vec<Released>, ReleaseError> {
     let request = BackendClient::result_request(
         &args.worker_id,
         Outcome::RetryableFailure,
-        Some(RELEASED_BY_OPERATOR),
+        Some(FailureCode::ReleasedByOperator.as_str()),
         Some("released by hand with sitg-bot release"),
     );
     let mut out = Vec::with_capacity(args.action_ids.len());

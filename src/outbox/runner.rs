@@ -18,11 +18,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::action::{self, age_seconds};
 use super::executor::{Executor, Report, Slots};
-use super::journal::{ClaimJournal, JOURNAL_UNWRITABLE, WORKER_RESTARTED};
+use super::journal::ClaimJournal;
+use super::metrics::OutboxMetrics;
 use super::wake::ClaimWake;
 use crate::backend::types::{ClaimedAction, Outcome};
 use crate::backend::{BackendClient, CallPolicy};
-use crate::metrics::WorkerMetrics;
+use crate::contract::FailureCode;
 
 /// Settings of the loop (from `OUTBOX_*` and `SHUTDOWN_TIMEOUT_SECONDS`).
 #[derive(Debug, Clone)]
@@ -116,7 +117,7 @@ struct QueueTicket {
 struct SharedState {
     backend: BackendClient,
     executor: Executor,
-    metrics: WorkerMetrics,
+    metrics: OutboxMetrics,
     worker_id: String,
     /// Execution slots; their [`Slots::busy`] (actions calling GitHub or waiting for a
     /// slot) bounds the claiming. Held, queued and rate-limited actions do not count:
@@ -155,7 +156,7 @@ impl SharedState {
 pub async fn run(
     backend: BackendClient,
     executor: Executor,
-    metrics: WorkerMetrics,
+    metrics: OutboxMetrics,
     settings: OutboxSettings,
     shutdown: CancellationToken,
 ) {
@@ -328,7 +329,7 @@ async fn release_journalled(shared: &Arc<SharedState>) {
     futures::future::join_all(entries.iter().map(|id| async move {
         journal.count_released();
         let report = Report::retryable(
-            WORKER_RESTARTED,
+            FailureCode::WorkerRestarted,
             "the worker restarted while holding the action",
         );
         report_once(shared, id, report).await;
@@ -443,7 +444,7 @@ async fn claim(shared: &Arc<SharedState>, limit: u32, tasks: &mut JoinSet<()>) -
                 let shared = Arc::clone(shared);
                 tasks.spawn(async move {
                     let report = Report::retryable(
-                        JOURNAL_UNWRITABLE,
+                        FailureCode::ClaimJournalUnwritable,
                         "the worker could not record the claim; not executed",
                     );
                     report_once(&shared, &claimed.id, report).await;
@@ -532,10 +533,10 @@ async fn handle(
                         action_id = %valid.id,
                         "action execution panicked"
                     );
-                    Report::retryable("EXECUTION_ERROR", "the worker failed internally while executing the action")
+                    Report::retryable(FailureCode::ExecutionError, "the worker failed internally while executing the action")
                 }),
                 () = shared.abort.cancelled() => Report::retryable(
-                    super::executor::WORKER_SHUTDOWN,
+                    FailureCode::WorkerShutdown,
                     "worker stopped while the action was executing",
                 ),
             };
@@ -596,13 +597,15 @@ async fn report_result(shared: &SharedState, action_id: &str, report: Report) {
         Outcome::RetryableFailure => m.actions_retryable_failure.inc(),
         Outcome::Failed => m.actions_failed.inc(),
     }
-    if let Some(code) = &report.failure_code {
-        m.action_failures_by_code.with_label_values(&[code]).inc();
+    if let Some(code) = report.failure_code {
+        m.action_failures_by_code
+            .with_label_values(&[code.as_str()])
+            .inc();
     }
     let request = BackendClient::result_request(
         &shared.worker_id,
         report.outcome,
-        report.failure_code.as_deref(),
+        report.failure_code.map(FailureCode::as_str),
         report.failure_message.as_deref(),
     );
     let started = Instant::now();
@@ -623,7 +626,7 @@ async fn report_result(shared: &SharedState, action_id: &str, report: Report) {
                     event = "action_reported",
                     action_id,
                     outcome = report.outcome.as_str(),
-                    failure_code = report.failure_code.as_deref(),
+                    failure_code = report.failure_code.map(FailureCode::as_str),
                     failure_message = report.failure_message.as_deref(),
                     status = status.map(|s| s.status),
                     "action result reported"

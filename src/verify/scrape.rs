@@ -77,8 +77,9 @@ d_seconds_count 5
     fn the_workers_own_exposition_parses() {
         let m = crate::metrics::WorkerMetrics::new().unwrap();
         m.errors.inc_by(7);
-        m.outbox_lag.set(2.25);
-        m.action_failures_by_code
+        m.outbox.outbox_lag.set(2.25);
+        m.outbox
+            .action_failures_by_code
             .with_label_values(&["EXECUTION_ERROR"])
             .inc();
         let s = Snapshot::parse(&m.render()).unwrap();

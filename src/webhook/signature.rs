@@ -22,6 +22,22 @@ pub enum SignatureError {
     Mismatch,
 }
 
+impl SignatureError {
+    /// Every reason, so each series of `sitg_bot_webhook_signature_failures_total`
+    /// exists (at 0) from the start.
+    pub const ALL: [Self; 3] = [Self::Missing, Self::Malformed, Self::Mismatch];
+
+    /// The `reason` label of `sitg_bot_webhook_signature_failures_total` and the
+    /// `reason` field of the `webhook_signature_refused` log line.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::Missing => "missing",
+            Self::Malformed => "malformed",
+            Self::Mismatch => "mismatch",
+        }
+    }
+}
+
 /// Which configured secret verified a delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MatchedSecret {
@@ -103,6 +119,24 @@ pub fn sign_payload(secret: &str, body: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_signature_error_has_its_reason_in_all() {
+        // Exhaustive on purpose (no wildcard): a new variant does not compile until it
+        // is given a position, and the assertion then requires it in `ALL`.
+        let position = |e: SignatureError| match e {
+            SignatureError::Missing => 0,
+            SignatureError::Malformed => 1,
+            SignatureError::Mismatch => 2,
+        };
+        for (i, e) in SignatureError::ALL.into_iter().enumerate() {
+            assert_eq!(position(e), i, "{e:?} out of place in ALL");
+        }
+        assert_eq!(
+            SignatureError::ALL.map(SignatureError::reason),
+            ["missing", "malformed", "mismatch"]
+        );
+    }
 
     /// GitHub's documented test vector (contract §3).
     const VECTOR: &str = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";

@@ -29,9 +29,7 @@ use crate::backend::{BackendError, CallPolicy};
 use crate::contract::RepoFullName;
 use crate::github::GitHubError;
 use crate::metrics::RejectReason;
-use crate::webhook::{
-    Delivery, MatchedSecret, Normalized, SignatureError, normalize, validate_delivery_id,
-};
+use crate::webhook::{Delivery, MatchedSecret, Normalized, normalize, validate_delivery_id};
 
 /// GitHub caps payloads at 25 MB (contract §3).
 pub const MAX_BODY_BYTES: usize = 25 * 1024 * 1024;
@@ -230,11 +228,7 @@ async fn verify_and_process(
         Ok(MatchedSecret::Current) => {}
         Ok(MatchedSecret::Previous) => m.previous_secret_used.inc(),
         Err(err) => {
-            let reason = match err {
-                SignatureError::Missing => "missing",
-                SignatureError::Malformed => "malformed",
-                SignatureError::Mismatch => "mismatch",
-            };
+            let reason = err.reason();
             m.signature_failures.with_label_values(&[reason]).inc();
             tracing::warn!(
                 event = "webhook_signature_refused",

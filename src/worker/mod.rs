@@ -230,7 +230,7 @@ pub async fn run(
         tokio::spawn(outbox::run(
             state.backend.clone(),
             Executor::new(state.github.clone(), RetryPolicy::default()),
-            state.metrics.clone(),
+            state.metrics.outbox.clone(),
             OutboxSettings {
                 worker_id: config.worker_id.clone(),
                 poll_interval: config.outbox_poll_interval,

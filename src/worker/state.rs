@@ -58,7 +58,7 @@ const BYTES_PER_PERMIT: u64 = 1024;
 pub struct BodyBudget {
     permits: Arc<Semaphore>,
     capacity_kib: usize,
-    /// Mirrors the KiB held, in bytes (`sitg_bot_webhook_body_bytes_reserved`).
+    /// Mirrors the KiB held, in bytes (`sitg_bot_webhook_reserved_body_bytes`).
     reserved_gauge: IntGauge,
 }
 

@@ -369,9 +369,36 @@ async fn every_dashboard_expression_returns_series_from_a_real_scrape() {
             "sum(rate(sitg_bot_github_requests_total{status_class=\"2xx\"}[1m]))",
             "GitHub 2xx",
         ),
+        (
+            "sum(rate(sitg_bot_backend_requests_total{status_class=\"2xx\"}[1m]))",
+            "backend 2xx",
+        ),
     ] {
         let value = prometheus.scalar(expr).await.unwrap_or(0.0);
         assert!(value > 0.0, "{what}: {expr} = {value}");
+    }
+
+    // Renamed metrics and labels: the new names are scraped, the former ones still are
+    // (one release), and the dashboard uses only the new ones.
+    for expr in [
+        "sitg_bot_webhook_reserved_body_bytes",
+        "sitg_bot_webhook_body_bytes_reserved",
+        "sitg_bot_backend_requests_total{status_class=~\".+\", status=~\".+\"}",
+    ] {
+        let data = prometheus.query(expr).await;
+        let series = data["result"].as_array().expect("result").len();
+        assert!(series > 0, "{expr}: no series");
+    }
+    let dashboard_text = dashboard.to_string();
+    for deprecated in [
+        "sitg_bot_webhook_body_bytes_reserved",
+        "(endpoint, status)",
+        "{{status}}",
+    ] {
+        assert!(
+            !dashboard_text.contains(deprecated),
+            "the dashboard uses the deprecated {deprecated}"
+        );
     }
 
     // The template variables (Grafana's label_values) find the pod.

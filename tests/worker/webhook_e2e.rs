@@ -652,7 +652,7 @@ const MIB: u64 = 1024 * 1024;
 async fn wait_for_reserved(worker: &WorkerProcess, cond: impl Fn(f64) -> bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let reserved = worker.metric("sitg_bot_webhook_body_bytes_reserved").await;
+        let reserved = worker.metric("sitg_bot_webhook_reserved_body_bytes").await;
         if cond(reserved) {
             return;
         }

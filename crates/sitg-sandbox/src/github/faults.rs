@@ -253,10 +253,6 @@ impl FaultSet {
         self.rules.len() != before
     }
 
-    pub(crate) fn clear(&mut self) {
-        self.rules.clear();
-    }
-
     /// Decides for one request and consumes the counted rules that applied: every
     /// matching latency rule, and the first matching other rule.
     pub(crate) fn decide(

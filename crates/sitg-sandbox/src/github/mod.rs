@@ -488,11 +488,6 @@ impl GitHubSim {
         self.shared.faults.lock().remove(id)
     }
 
-    /// Removes every injected fault.
-    pub fn clear_faults(&self) {
-        self.shared.faults.lock().clear();
-    }
-
     /// Comments of a pull request, oldest first (empty for an unknown repository).
     pub fn comments(&self, repo_full_name: &str, number: u64) -> Vec<IssueComment> {
         self.read(|s| s.store.comments_of(repo_full_name, number))
