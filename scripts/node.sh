@@ -523,11 +523,25 @@ cmd_down() {
 	log "down: ${dir} stopped in $((SECONDS - start))s (logs in ${dir}/logs)"
 }
 
+# PIDs of live processes named NAME. An exited process stays a zombie (state Z, no
+# memory, no files, no mounts) until PID 1 reaps it, which on some machines takes
+# seconds; it holds nothing, so it is not "left behind".
+live_pids() {
+	local pid state out=()
+	for pid in $(pgrep -x "$1" 2>/dev/null); do
+		state="$(awk '{ print $3 }' "/proc/$pid/stat" 2>/dev/null || true)"
+		[[ -n "$state" && "$state" != Z ]] && out+=("$pid")
+	done
+	printf '%s' "${out[*]}"
+}
+
 cmd_check_clean() {
 	local problems=() m p
 	if ip link show "$BRIDGE" >/dev/null 2>&1; then problems+=("bridge ${BRIDGE}"); fi
+	local live
 	for p in kubelet kube-scheduler containerd containerd-shim; do
-		if pgrep -x "$p" >/dev/null; then problems+=("process ${p}: $(pgrep -x "$p" | tr '\n' ' ')"); fi
+		live="$(live_pids "$p")"
+		if [[ -n "$live" ]]; then problems+=("process ${p}: ${live}"); fi
 	done
 	while IFS= read -r m; do problems+=("mount ${m}"); done < <(mounts_under /var/lib/kubelet /run/netns /var/run/netns)
 	while IFS= read -r m; do
