@@ -79,6 +79,8 @@ SCRIPT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)/$(basename "${BASH_SOUR
 
 log() { printf '[control-plane] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
+# shellcheck source=scripts/lib/components.sh
+. "$(dirname "$SCRIPT")/lib/components.sh"
 
 usage() {
 	sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0" >&2
@@ -327,25 +329,6 @@ KCM_CONTROLLERS+=",clusterrole-aggregation-controller"
 # EndpointSlices of Services, for the tests that route to ready pods on a real node.
 KCM_CONTROLLERS+=",endpointslice-controller"
 
-# Absolute path of plane directory $1 (created if missing).
-plane_dir() {
-	[[ -n "${1:-}" ]] || die "missing DIR argument"
-	mkdir -p "$1"
-	(cd "$1" && pwd -P)
-}
-
-# Succeeds when component $2 of plane $1 runs: its pid is alive and its command line
-# names the plane directory (a recycled pid or a zombie does not count).
-component_running() {
-	local dir="$1" name="$2" pid
-	[[ -s "$dir/run/$name.pid" ]] || return 1
-	pid="$(<"$dir/run/$name.pid")"
-	[[ "$pid" =~ ^[0-9]+$ ]] || return 1
-	[[ -r "/proc/$pid/cmdline" ]] || return 1
-	# The process may end between the test above and the read: that reads as "not running".
-	{ tr '\0' '\n' <"/proc/$pid/cmdline"; } 2>/dev/null | grep -qF -- "$dir/"
-}
-
 # Succeeds when some socket in this network namespace has local port $1 (state $2, if
 # given: 0A = listening).
 port_taken() {
@@ -468,23 +451,6 @@ write_kubeconfig() {
 	)
 }
 
-# Starts component $2 of plane $1 as "${@:3}" in its own session, logging to its log file.
-# File descriptors 8 and 9 (the script's locks) are closed in the child.
-start_component() {
-	local dir="$1" name="$2"
-	shift 2
-	setsid "$@" >"$dir/logs/$name.log" 2>&1 </dev/null 8>&- 9>&- &
-	local pid=$! i
-	printf '%s\n' "$pid" >"$dir/run/$name.pid"
-	# Until the forked shell has exec'd the component, its command line is this script's,
-	# and component_running would take it for a component that already ended.
-	for ((i = 0; i < 200; i++)); do
-		component_running "$dir" "$name" && return 0
-		kill -0 "$pid" 2>/dev/null || return 0
-		sleep 0.05
-	done
-}
-
 # Starts a watcher that runs `down` on plane $1 once process $2 is gone, so a test
 # run that dies without calling `down` leaves no plane behind.
 start_watchdog() {
@@ -554,7 +520,7 @@ on_up_exit() {
 
 cmd_up() {
 	local dir name start=$SECONDS
-	dir="$(plane_dir "${1:-}")"
+	dir="$(state_dir "${1:-}")"
 	for name in "${COMPONENTS[@]}"; do
 		if component_running "$dir" "$name"; then
 			die "${dir} already has a running control plane (${name} pid $(<"$dir/run/$name.pid")); run: $0 down ${dir}"

@@ -66,6 +66,8 @@ STOP_GRACE=10
 
 log() { printf '[node] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
+# shellcheck source=scripts/lib/components.sh
+. "$ROOT/scripts/lib/components.sh"
 
 usage() {
 	sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0" >&2
@@ -87,32 +89,6 @@ cmd_build() {
 # ---------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------
-
-node_dir() {
-	[[ -n "${1:-}" ]] || die "missing DIR argument"
-	mkdir -p "$1"
-	(cd "$1" && pwd -P)
-}
-
-component_running() {
-	local dir="$1" name="$2" pid
-	[[ -s "$dir/run/$name.pid" ]] || return 1
-	pid="$(<"$dir/run/$name.pid")"
-	[[ "$pid" =~ ^[0-9]+$ && -r "/proc/$pid/cmdline" ]] || return 1
-	{ tr '\0' '\n' <"/proc/$pid/cmdline"; } 2>/dev/null | grep -qF -- "$dir/"
-}
-
-start_component() {
-	local dir="$1" name="$2" i
-	shift 2
-	setsid "$@" >"$dir/logs/$name.log" 2>&1 </dev/null &
-	printf '%s\n' "$!" >"$dir/run/$name.pid"
-	for ((i = 0; i < 200; i++)); do
-		component_running "$dir" "$name" && return 0
-		kill -0 "$(<"$dir/run/$name.pid")" 2>/dev/null || return 0
-		sleep 0.05
-	done
-}
 
 stop_component() {
 	local dir="$1" name="$2" pid i
@@ -334,7 +310,7 @@ UP_DIR=""
 UP_DONE=0
 cmd_up() {
 	local dir start=$SECONDS name
-	dir="$(node_dir "${1:-}")"
+	dir="$(state_dir "${1:-}")"
 	((EUID == 0)) || die "a node needs root"
 	for name in "${COMPONENTS[@]}"; do
 		component_running "$dir" "$name" && die "${dir} already runs a node (${name}); run: $0 down ${dir}"
