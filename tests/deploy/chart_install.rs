@@ -20,7 +20,6 @@
 //!    server's validation (`--dry-run=server`), the BotFleet's CEL rules included;
 //! 6. bad values fail `helm install` with the schema's message and leave no release.
 
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -34,66 +33,8 @@ const CRD: &str = "botfleets.sitg.io";
 const PEM: &str =
     "-----BEGIN PRIVATE KEY-----\nMIIBVQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----\n";
 
-/// A control plane of `scripts/control-plane.sh`, stopped on drop.
-struct Plane {
-    dir: tempfile::TempDir,
-    env: BTreeMap<String, String>,
-}
-
+/// What these tests do with their plane beyond the shared [`Plane`].
 impl Plane {
-    fn up() -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("sitg-chart-install.")
-            .tempdir()
-            .expect("tempdir");
-        let plane = dir.path().join("plane");
-        run_ok(
-            Command::new(repo_path("scripts/control-plane.sh"))
-                .arg("up")
-                .arg(&plane)
-                // A watchdog takes the plane down if this test process dies first.
-                .env("SITG_CP_OWNER_PID", std::process::id().to_string()),
-            "scripts/control-plane.sh up",
-        );
-        let text = std::fs::read_to_string(plane.join("env")).expect("plane env file");
-        let env = text
-            .lines()
-            .filter_map(|line| line.split_once('='))
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect();
-        Self { dir, env }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn var(&self, name: &str) -> &str {
-        self.env
-            .get(name)
-            .unwrap_or_else(|| panic!("{name} missing from the plane's env file"))
-    }
-
-    /// kubectl as the cluster admin.
-    fn kubectl(&self) -> Command {
-        let mut cmd = Command::new(Path::new(self.var("SITG_KUBE_BIN_DIR")).join("kubectl"));
-        cmd.arg("--kubeconfig").arg(self.var("KUBECONFIG"));
-        cmd
-    }
-
-    fn helm(&self) -> Command {
-        let mut cmd = Command::new(self.var("HELM"));
-        for key in [
-            "KUBECONFIG",
-            "HELM_CACHE_HOME",
-            "HELM_CONFIG_HOME",
-            "HELM_DATA_HOME",
-        ] {
-            cmd.env(key, self.var(key));
-        }
-        cmd
-    }
-
     fn kubectl_ok(&self, args: &[&str]) -> String {
         run_ok(
             self.kubectl().args(args),
@@ -168,14 +109,6 @@ impl Plane {
             &pem_arg,
             "--from-literal=hmac-secret=test-hmac-secret",
         ]);
-    }
-}
-
-impl Drop for Plane {
-    fn drop(&mut self) {
-        let _ = run(Command::new(repo_path("scripts/control-plane.sh"))
-            .arg("down")
-            .arg(self.path("plane")));
     }
 }
 
@@ -460,7 +393,7 @@ fn helm_test_probes_the_operator(plane: &Plane, operator: &mut Operator, ns: &st
 
 #[test]
 fn helm_install_runs_the_operator_with_the_charts_rbac() {
-    let plane = Plane::up();
+    let plane = Plane::up("sitg-chart-install.");
     let system = "sitg-system";
     let release = "sitg-bot";
     let subject = "system:serviceaccount:sitg-system:sitg-bot";

@@ -59,27 +59,17 @@ impl Node {
                  a node (scripts/node.sh up); set SITG_TEST_NODE=0 to skip this test"
             )
         });
-        let text = std::fs::read_to_string(&file)
-            .unwrap_or_else(|e| panic!("reading {}: {e}", Path::new(&file).display()));
-        let env: BTreeMap<String, String> = text
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect();
+        let env = read_env_file(Path::new(&file));
         let dir = PathBuf::from(&env["SITG_NODE_DIR"]);
         Some(Self { env, dir })
     }
 
     fn var(&self, name: &str) -> &str {
-        self.env
-            .get(name)
-            .unwrap_or_else(|| panic!("{name} missing from the node's env file"))
+        env_var(&self.env, name)
     }
 
     fn kubectl(&self) -> Command {
-        let mut cmd = Command::new(Path::new(self.var("SITG_KUBE_BIN_DIR")).join("kubectl"));
-        cmd.arg("--kubeconfig").arg(self.var("KUBECONFIG"));
-        cmd
+        kubectl_command(&self.env)
     }
 
     fn kubectl_ok(&self, args: &[&str]) -> String {
@@ -103,16 +93,7 @@ impl Node {
     }
 
     fn helm(&self) -> Command {
-        let mut cmd = Command::new(self.var("HELM"));
-        for key in [
-            "KUBECONFIG",
-            "HELM_CACHE_HOME",
-            "HELM_CONFIG_HOME",
-            "HELM_DATA_HOME",
-        ] {
-            cmd.env(key, self.var(key));
-        }
-        cmd
+        helm_command(&self.env)
     }
 
     fn crictl(&self) -> Command {

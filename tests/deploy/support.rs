@@ -306,3 +306,108 @@ pub fn doc_commands(relative: &str) -> Vec<Vec<String>> {
     }
     out
 }
+
+/// The `KEY=VALUE` lines of an env file written by `scripts/control-plane.sh up` or
+/// `scripts/node.sh up`.
+///
+/// # Panics
+/// When the file cannot be read.
+pub fn read_env_file(path: &Path) -> std::collections::BTreeMap<String, String> {
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    text.lines()
+        .filter_map(|line| line.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+/// `kubectl` as the cluster admin of the plane an env file describes.
+pub fn kubectl_command(env: &std::collections::BTreeMap<String, String>) -> Command {
+    let var = |name: &str| env_var(env, name);
+    let mut cmd = Command::new(Path::new(var("SITG_KUBE_BIN_DIR")).join("kubectl"));
+    cmd.arg("--kubeconfig").arg(var("KUBECONFIG"));
+    cmd
+}
+
+/// `helm` against the plane an env file describes, with the plane's own helm homes.
+pub fn helm_command(env: &std::collections::BTreeMap<String, String>) -> Command {
+    let mut cmd = Command::new(env_var(env, "HELM"));
+    for key in [
+        "KUBECONFIG",
+        "HELM_CACHE_HOME",
+        "HELM_CONFIG_HOME",
+        "HELM_DATA_HOME",
+    ] {
+        cmd.env(key, env_var(env, key));
+    }
+    cmd
+}
+
+/// Variable `name` of an env file.
+///
+/// # Panics
+/// When the file has no such variable.
+pub fn env_var<'a>(env: &'a std::collections::BTreeMap<String, String>, name: &str) -> &'a str {
+    env.get(name)
+        .unwrap_or_else(|| panic!("{name} missing from the env file"))
+}
+
+/// A control plane of `scripts/control-plane.sh` of the test's own, in a temporary
+/// directory; stopped on drop.
+pub struct Plane {
+    dir: tempfile::TempDir,
+    env: std::collections::BTreeMap<String, String>,
+}
+
+impl Plane {
+    /// Starts a plane under a temporary directory named `{prefix}XXXXXX`.
+    ///
+    /// # Panics
+    /// When the plane does not come up.
+    pub fn up(prefix: &str) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir()
+            .expect("tempdir");
+        let plane = dir.path().join("plane");
+        run_ok(
+            Command::new(repo_path("scripts/control-plane.sh"))
+                .arg("up")
+                .arg(&plane)
+                // A watchdog takes the plane down if this test process dies first.
+                .env("SITG_CP_OWNER_PID", std::process::id().to_string()),
+            "scripts/control-plane.sh up",
+        );
+        let env = read_env_file(&plane.join("env"));
+        Self { dir, env }
+    }
+
+    /// `name` inside the plane's temporary directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Variable `name` of the plane's env file.
+    pub fn var(&self, name: &str) -> &str {
+        env_var(&self.env, name)
+    }
+
+    /// kubectl as the cluster admin.
+    pub fn kubectl(&self) -> Command {
+        kubectl_command(&self.env)
+    }
+
+    /// helm against this plane.
+    pub fn helm(&self) -> Command {
+        helm_command(&self.env)
+    }
+}
+
+impl Drop for Plane {
+    fn drop(&mut self) {
+        let _ = Command::new(repo_path("scripts/control-plane.sh"))
+            .arg("down")
+            .arg(self.dir.path().join("plane"))
+            .output();
+    }
+}

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use deploy_support::{helm_template, object, repo_path, run, run_ok, wait_crd_established};
+use deploy_support::{Plane, helm_template, object, repo_path, run, run_ok, wait_crd_established};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{ListParams, Patch, PatchParams};
@@ -45,48 +45,11 @@ impl Drop for Proc {
     }
 }
 
-/// A control plane of its own: the APIService registered here is cluster-wide and must
-/// not leak into other tests' plane.
-struct Plane {
-    dir: tempfile::TempDir,
-    env: BTreeMap<String, String>,
-}
-
+// A control plane of its own (deploy_support::Plane): the APIService registered here is
+// cluster-wide and must not leak into other tests' plane.
 impl Plane {
-    fn up() -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("sitg-metrics-pipeline.")
-            .tempdir()
-            .expect("tempdir");
-        let plane = dir.path().join("plane");
-        run_ok(
-            Command::new(repo_path("scripts/control-plane.sh"))
-                .arg("up")
-                .arg(&plane)
-                .env("SITG_CP_OWNER_PID", std::process::id().to_string()),
-            "scripts/control-plane.sh up",
-        );
-        let text = std::fs::read_to_string(plane.join("env")).expect("plane env");
-        let env = text
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect();
-        Self { dir, env }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
     fn kubeconfig(&self) -> &str {
-        &self.env["KUBECONFIG"]
-    }
-
-    fn kubectl(&self) -> Command {
-        let mut cmd = Command::new(Path::new(&self.env["SITG_KUBE_BIN_DIR"]).join("kubectl"));
-        cmd.arg("--kubeconfig").arg(self.kubeconfig());
-        cmd
+        self.var("KUBECONFIG")
     }
 
     async fn client(&self) -> Client {
@@ -96,15 +59,6 @@ impl Plane {
             .await
             .expect("config");
         Client::try_from(config).expect("client")
-    }
-}
-
-impl Drop for Plane {
-    fn drop(&mut self) {
-        let _ = Command::new(repo_path("scripts/control-plane.sh"))
-            .arg("down")
-            .arg(self.dir.path().join("plane"))
-            .output();
     }
 }
 
@@ -271,7 +225,7 @@ fn quantity_seconds(q: &str) -> f64 {
 async fn custom_metrics_api_serves_the_lag_of_each_worker_pod() {
     let prometheus_bin = metrics_stack("prometheus-path");
     let adapter_bin = metrics_stack("adapter-path");
-    let plane = Plane::up();
+    let plane = Plane::up("sitg-metrics-pipeline.");
     let client = plane.client().await;
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
