@@ -7,6 +7,7 @@
 pub mod config;
 pub mod health;
 pub mod ingress;
+mod ingress_error;
 pub mod serve;
 pub mod state;
 
@@ -25,6 +26,7 @@ use crate::metrics::WorkerMetrics;
 use crate::outbox::{self, ClaimJournal, ClaimWake, Executor, OutboxSettings, RetryPolicy};
 use crate::webhook::WebhookVerifier;
 pub use config::{ConfigError, ConfigErrors, WorkerConfig};
+pub use ingress_error::IngressError;
 pub use state::{AppState, Lifecycle};
 
 /// `user-agent` of the worker's requests to GitHub and the backend.
