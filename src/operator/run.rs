@@ -174,14 +174,10 @@ pub async fn run(options: OperatorOptions, shutdown: Shutdown) -> Result<(), Run
     ));
 
     let signal = shutdown.clone();
-    tokio::spawn(async move {
+    let on_request = tokio::spawn(async move {
         signal.entered(Phase::Requested).await;
-        // Not when the operator is stopping on its own (a leader-election failure
-        // entered the phases below).
-        if !signal.has_entered(Phase::StopAccepting) {
-            info!(event = "shutdown_requested", "shutdown requested");
-            signal.enter(Phase::StopAccepting);
-        }
+        info!(event = "shutdown_requested", "shutdown requested");
+        signal.enter(Phase::StopAccepting);
     });
 
     let scope = match &options.namespace {
@@ -225,6 +221,9 @@ pub async fn run(options: OperatorOptions, shutdown: Shutdown) -> Result<(), Run
     };
     let result = run_as_leader(client, &lease, metrics, lead, shutdown.clone()).await;
 
+    // Stopping on its own (the leader election failed) is no shutdown request: the
+    // task waiting for one ends without a word before the phases are entered.
+    on_request.abort();
     shutdown.enter(Phase::StopAccepting);
     if let Ok(Err(source)) = server.await {
         return Err(RunError::Listen {
