@@ -29,6 +29,7 @@ pub mod probe;
 pub mod redact;
 pub mod redelivery;
 pub mod secret;
+pub mod shutdown;
 pub mod telemetry;
 pub mod tls;
 pub mod verify;

@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use sitg_bot::shutdown::{Phase, Shutdown};
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 use sitg_bot::worker::WorkerConfig;
 use sitg_bot::worker::{self, Listeners};
@@ -93,7 +93,7 @@ fn run_worker() -> anyhow::Result<()> {
             }
             _ => None,
         };
-        let shutdown = CancellationToken::new();
+        let shutdown = Shutdown::new();
         tokio::spawn(forward_signals(shutdown.clone()));
         worker::run(config, state, Listeners { main, metrics }, shutdown).await?;
         Ok(())
@@ -102,10 +102,10 @@ fn run_worker() -> anyhow::Result<()> {
 
 fn run_operator(options: sitg_bot::operator::OperatorOptions) -> anyhow::Result<()> {
     let _log_guard = sitg_bot::telemetry::init(sitg_bot::contract::LogFormat::Json, "info");
-    let shutdown = CancellationToken::new();
+    let shutdown = Shutdown::new();
     runtime()?.block_on(async move {
         tokio::spawn(forward_signals(shutdown.clone()));
-        sitg_bot::operator::run(options, shutdown.cancelled_owned()).await?;
+        sitg_bot::operator::run(options, shutdown).await?;
         Ok(())
     })
 }
@@ -193,8 +193,9 @@ fn bind(ip: std::net::IpAddr, port: u16, var: &str) -> anyhow::Result<TcpListene
         .with_context(|| format!("{var}: cannot listen on {addr}"))
 }
 
-/// SIGTERM (Kubernetes, systemd) or SIGINT (Ctrl-C) starts a graceful shutdown.
-async fn forward_signals(shutdown: CancellationToken) {
+/// SIGTERM (Kubernetes, systemd) or SIGINT (Ctrl-C) starts a graceful shutdown: enters
+/// [`Phase::Requested`].
+async fn forward_signals(shutdown: Shutdown) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::terminate()),
@@ -211,5 +212,5 @@ async fn forward_signals(shutdown: CancellationToken) {
         _ = int.recv() => "SIGINT",
     };
     tracing::info!(event = "signal", signal, "{signal} received; shutting down");
-    shutdown.cancel();
+    shutdown.enter(Phase::Requested);
 }

@@ -5,11 +5,11 @@ use chrono::{DateTime, Utc};
 use http::{Method, StatusCode};
 use serde::Deserialize;
 
-use super::client::{
-    Call, GitHubClient, Installation, MAX_PAGES, PER_PAGE, parse_json, too_many_pages,
-};
+use super::client::GitHubClient;
 use super::error::GitHubError;
 use super::metrics::Route;
+use super::pagination::{MAX_PAGES, PER_PAGE, too_many_pages};
+use super::transport::{Call, Installation, parse_json};
 
 /// One delivery attempt of the App's webhook, as `GET /app/hook/deliveries` lists it
 /// (GitHub's "Simple webhook delivery"; only the fields the redelivery sweep reads).
@@ -65,19 +65,22 @@ impl GitHubClient {
         since: DateTime<Utc>,
     ) -> Result<Vec<HookDelivery>, GitHubError> {
         let call = app_call(Route::ListHookDeliveries);
-        let mut url = self.endpoint(&["app", "hook", "deliveries"])?;
+        let mut url = self.transport().endpoint(&["app", "hook", "deliveries"])?;
         url.query_pairs_mut().append_pair("per_page", PER_PAGE);
         let mut deliveries = Vec::new();
         for _ in 0..MAX_PAGES {
-            let reply = self.app_request(call, Method::GET, url.clone()).await?;
-            let reply = self.check(call, reply, &url)?;
+            let reply = self
+                .transport()
+                .app_request(call, Method::GET, url.clone())
+                .await?;
+            let reply = self.transport().check(call, reply, &url)?;
             let page: Vec<HookDelivery> = parse_json(&reply.body, "hook deliveries")?;
             let reached_since = page.iter().any(|d| d.delivered_at < since);
             deliveries.extend(page.into_iter().filter(|d| d.delivered_at >= since));
             if reached_since {
                 return Ok(deliveries);
             }
-            match self.next_page(&reply.headers)? {
+            match self.transport().next_page(&reply.headers)? {
                 Some(next) => url = next,
                 None => return Ok(deliveries),
             }
@@ -97,14 +100,19 @@ impl GitHubClient {
     pub async fn redeliver_hook_delivery(&self, delivery_id: u64) -> Result<(), GitHubError> {
         let call = app_call(Route::RedeliverHookDelivery);
         let id = delivery_id.to_string();
-        let url = self.endpoint(&["app", "hook", "deliveries", &id, "attempts"])?;
-        let reply = self.app_request(call, Method::POST, url.clone()).await?;
+        let url = self
+            .transport()
+            .endpoint(&["app", "hook", "deliveries", &id, "attempts"])?;
+        let reply = self
+            .transport()
+            .app_request(call, Method::POST, url.clone())
+            .await?;
         if reply.status == StatusCode::BAD_REQUEST {
             return Err(GitHubError::ValidationFailed {
                 message: format!("GitHub refused to redeliver delivery {delivery_id} (400)"),
             });
         }
-        self.check(call, reply, &url).map(|_| ())
+        self.transport().check(call, reply, &url).map(|_| ())
     }
 }
 

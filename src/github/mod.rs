@@ -6,7 +6,15 @@
 //! - `rate_limit`: reading primary/secondary rate limits, pausing one installation;
 //! - `pagination`: following `Link: rel="next"`;
 //! - `comment`: deciding what a marked-comment upsert must do;
-//! - `client`: [`GitHubClient`], the HTTP calls tying these together;
+//! - `client`: [`GitHubClient`], the handle tying the three layers below together;
+//! - `operations`: the public calls (close a pull request, upsert a marked comment,
+//!   list an installation's repositories, …), their request sequences and the check
+//!   that a comment is this App's own;
+//! - `installation_auth`: a request with an installation's access token (mint, cache,
+//!   one re-mint on 401), through `redirect`: the stale-installation redirect (a mint
+//!   404 resolved through the repository's installation), its one type;
+//! - `transport`: one HTTP request, the App JWT, rate-limit pauses and the mapping of
+//!   a refusal to a [`GitHubError`] (GitHub's message redacted, other bodies dropped);
 //! - `deliveries`: the App webhook's delivery log and redeliveries.
 //!
 //! Repository names are [`crate::contract::RepoFullName`], shared with the webhook side.
@@ -15,13 +23,17 @@ mod client;
 mod comment;
 mod deliveries;
 mod error;
+mod installation_auth;
 mod jwt;
 mod metrics;
 #[cfg(test)]
 mod mock_tests;
+mod operations;
 mod pagination;
 mod rate_limit;
+mod redirect;
 mod tokens;
+mod transport;
 
 use std::time::Duration;
 
@@ -29,10 +41,11 @@ use url::Url;
 
 use crate::secret::SecretString;
 
-pub use client::{CommentUpsert, GitHubClient, InstallationRepository};
+pub use client::GitHubClient;
 pub use deliveries::HookDelivery;
 pub use error::GitHubError;
 pub use jwt::{KeyError, parse_app_private_key};
+pub use operations::{CommentUpsert, InstallationRepository};
 
 /// GitHub's public REST API, the default of `GITHUB_API_BASE_URL`.
 pub const DEFAULT_API_BASE_URL: &str = "https://api.github.com";

@@ -6,6 +6,22 @@ use http::HeaderMap;
 use http::header::LINK;
 use url::Url;
 
+use super::error::GitHubError;
+
+/// GitHub's largest `per_page`.
+pub(super) const PER_PAGE: &str = "100";
+/// [`PER_PAGE`] as a number.
+pub(super) const PER_PAGE_COUNT: usize = 100;
+/// Pages followed before giving up on a list (100 items each): a guard against a
+/// `Link` chain that never ends, far above any real pull request or installation.
+pub(super) const MAX_PAGES: usize = 500;
+
+/// The error of a list that ran past [`MAX_PAGES`]: [`GitHubError::InvalidResponse`]
+/// naming `what`.
+pub(super) fn too_many_pages(what: &str) -> GitHubError {
+    GitHubError::InvalidResponse(format!("{what}: more than {MAX_PAGES} pages"))
+}
+
 /// Why a `Link` header could not be followed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum PaginationError {

@@ -4,8 +4,9 @@
 //! A claim of 25 actions of one installation arrives at once; they must share one
 //! `POST /app/installations/{id}/access_tokens`. Each installation has an async mutex
 //! held across the mint: callers queue behind it and then find the fresh token. A
-//! mint that fails (or is redirected to another installation) is handed to the callers
-//! that were already queued, so a failing mint is not repeated once per caller.
+//! mint that fails (or is redirected to another installation, see [`super::redirect`])
+//! is handed to the callers that were already queued, so a failing mint is not repeated
+//! once per caller.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -16,6 +17,7 @@ use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
 
 use super::error::GitHubError;
+use super::redirect::Redirect;
 use crate::secret::SecretString;
 
 /// A cached token is replaced this long before GitHub's `expires_at`.
@@ -29,14 +31,14 @@ pub(crate) enum MintOutcome {
         expires_at: DateTime<Utc>,
     },
     /// This installation id is stale; the repository now belongs to another one.
-    Redirect(u64),
+    Redirect(Redirect),
 }
 
 /// What a caller gets: a token, or the installation to ask instead.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Acquired {
     Token(SecretString),
-    Redirect(u64),
+    Redirect(Redirect),
 }
 
 /// The instant a token expiring at `expires_at` must be replaced, measured from
@@ -57,7 +59,7 @@ struct CachedToken {
 
 enum Unsuccessful {
     Failed(GitHubError),
-    Redirected(u64),
+    Redirected(Redirect),
 }
 
 #[derive(Default)]

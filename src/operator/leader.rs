@@ -13,10 +13,10 @@ use std::time::Duration;
 use kube::Client;
 use kube_lease_manager::{LeaseManagerBuilder, LeaseManagerError};
 use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::metrics::Metrics;
+use crate::shutdown::{Phase, Shutdown};
 
 /// Where and how to hold the Lease.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,13 +60,14 @@ pub const CONTROLLER_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// the process exits and the Lease expires after its duration instead.
 pub const LEASE_RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Runs `lead()` while this process holds the Lease, until `shutdown` is cancelled.
+/// Runs `lead()` while this process holds the Lease, until `shutdown` enters
+/// [`Phase::StopAccepting`].
 ///
 /// `lead` is called each time leadership is (re)acquired and its future is dropped
 /// when leadership is lost. On shutdown its future is awaited for at most
-/// [`CONTROLLER_DRAIN_TIMEOUT`], so it must itself watch the same token and stop
-/// gracefully. Shutdown wins over every leadership change: once `shutdown` is
-/// cancelled `lead` is never called again, whatever the Lease does meanwhile.
+/// [`CONTROLLER_DRAIN_TIMEOUT`], so it must itself watch the same phase and stop
+/// gracefully. Shutdown wins over every leadership change: once `shutdown` has entered
+/// the phase `lead` is never called again, whatever the Lease does meanwhile.
 ///
 /// # Errors
 /// [`LeaderError`] when the Lease cannot be set up or the lease manager stops.
@@ -75,7 +76,7 @@ pub async fn run_as_leader<F, Fut>(
     settings: &LeaseSettings,
     metrics: Arc<Metrics>,
     mut lead: F,
-    shutdown: CancellationToken,
+    shutdown: Shutdown,
 ) -> Result<(), LeaderError>
 where
     F: FnMut() -> Fut,
@@ -94,7 +95,7 @@ where
         .build();
     let manager = tokio::select! {
         biased;
-        () = shutdown.cancelled() => return Ok(()),
+        () = shutdown.entered(Phase::StopAccepting) => return Ok(()),
         manager = build => manager.map_err(lease_error)?,
     };
     let (mut is_leader, task) = manager.watch().await;
@@ -103,7 +104,7 @@ where
         info!(event = "waiting_for_leadership", lease = %settings.name, identity = %settings.identity, "waiting for leadership");
         tokio::select! {
             biased;
-            () = shutdown.cancelled() => break Ok(()),
+            () = shutdown.entered(Phase::StopAccepting) => break Ok(()),
             acquired = is_leader.wait_for(|leader| *leader) => {
                 if acquired.is_err() {
                     break Err(LeaderError::Stopped);
@@ -116,11 +117,11 @@ where
         tokio::pin!(controller);
         let lost = tokio::select! {
             biased;
-            () = shutdown.cancelled() => None,
+            () = shutdown.entered(Phase::StopAccepting) => None,
             () = &mut controller => Some(Ok(())),
             changed = wait_lost(&mut is_leader) => Some(changed),
         };
-        if shutdown.is_cancelled() {
+        if shutdown.has_entered(Phase::StopAccepting) {
             // The controller may have stopped on the shutdown already; if not, let it
             // finish the reconciles in flight, within the drain budget.
             if lost.is_none()

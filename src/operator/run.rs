@@ -9,7 +9,6 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{Patch, PatchParams};
 use kube::runtime::{conditions, wait::await_condition};
 use kube::{Api, Client, Config, CustomResourceExt, ResourceExt};
-use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use super::apply::FIELD_MANAGER;
@@ -18,6 +17,7 @@ use super::crd::BotFleet;
 use super::http;
 use super::leader::{LeaderError, LeaseSettings, run_as_leader};
 use super::metrics::Metrics;
+use crate::shutdown::{Phase, Shutdown};
 
 /// Command-line options of `sitg-bot operator`; each also reads an environment
 /// variable so a Deployment can configure it without args.
@@ -134,15 +134,15 @@ pub async fn apply_crd(client: &Client) -> Result<(), RunError> {
     }
 }
 
-/// Runs the operator until `shutdown` completes: the metrics endpoint always, the
-/// controller only while this process is the leader.
+/// Runs the operator until `shutdown` enters [`Phase::Requested`]: the metrics endpoint
+/// always, the controller only while this process is the leader. On the request it
+/// logs `shutdown_requested` and enters [`Phase::StopAccepting`], which ends the
+/// controller (its reconciles in flight get their drain budget), releases the Lease and
+/// stops the metrics endpoint.
 ///
 /// # Errors
 /// [`RunError`] for a configuration, startup or leader-election failure.
-pub async fn run(
-    options: OperatorOptions,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<(), RunError> {
+pub async fn run(options: OperatorOptions, shutdown: Shutdown) -> Result<(), RunError> {
     crate::tls::install_crypto_provider();
     let config = Config::infer().await?;
     let default_namespace = config.default_namespace.clone();
@@ -156,7 +156,6 @@ pub async fn run(
     }
 
     let metrics = Arc::new(Metrics::new()?);
-    let stop = CancellationToken::new();
     let listener = tokio::net::TcpListener::bind(options.metrics_addr)
         .await
         .map_err(|source| RunError::Listen {
@@ -171,14 +170,14 @@ pub async fn run(
     let server = tokio::spawn(http::serve(
         listener,
         metrics.clone(),
-        stop.clone().cancelled_owned(),
+        shutdown.entered_owned(Phase::StopAccepting),
     ));
 
-    let signal_stop = stop.clone();
-    tokio::spawn(async move {
-        shutdown.await;
+    let signal = shutdown.clone();
+    let on_request = tokio::spawn(async move {
+        signal.entered(Phase::Requested).await;
         info!(event = "shutdown_requested", "shutdown requested");
-        signal_stop.cancel();
+        signal.enter(Phase::StopAccepting);
     });
 
     let scope = match &options.namespace {
@@ -213,10 +212,19 @@ pub async fn run(
     );
 
     let ctx = Arc::new(Context::new(client.clone(), metrics.clone(), &identity));
-    let lead = || run_controller(ctx.clone(), scope.clone(), stop.clone().cancelled_owned());
-    let result = run_as_leader(client, &lease, metrics, lead, stop.clone()).await;
+    let lead = || {
+        run_controller(
+            ctx.clone(),
+            scope.clone(),
+            shutdown.entered_owned(Phase::StopAccepting),
+        )
+    };
+    let result = run_as_leader(client, &lease, metrics, lead, shutdown.clone()).await;
 
-    stop.cancel();
+    // Stopping on its own (the leader election failed) is no shutdown request: the
+    // task waiting for one ends without a word before the phases are entered.
+    on_request.abort();
+    shutdown.enter(Phase::StopAccepting);
     if let Ok(Err(source)) = server.await {
         return Err(RunError::Listen {
             addr: options.metrics_addr,

@@ -14,7 +14,6 @@ use futures::FutureExt;
 use futures::future::Shared;
 use tokio::sync::oneshot;
 use tokio::task::JoinSet;
-use tokio_util::sync::CancellationToken;
 
 use super::action::{self, age_seconds};
 use super::executor::{Executor, Report, Slots};
@@ -24,6 +23,7 @@ use super::wake::ClaimWake;
 use crate::backend::types::{ClaimedAction, Outcome};
 use crate::backend::{BackendClient, CallPolicy};
 use crate::contract::FailureCode;
+use crate::shutdown::{Phase, Shutdown};
 
 /// Settings of the loop (from `OUTBOX_*` and `SHUTDOWN_TIMEOUT_SECONDS`).
 #[derive(Debug, Clone)]
@@ -124,10 +124,11 @@ struct SharedState {
     /// they must not stop the claiming of others.
     slots: Slots,
     queue: MarkerQueue,
-    /// Soft stop: interrupts waits (hold, backoff, rate limit) → release.
-    stop: CancellationToken,
-    /// Hard stop: abandons GitHub calls still running when the budget ends → release.
-    abort: CancellationToken,
+    /// The outbox's own drain (the worker's [`Phase::StopAccepting`] only ends its
+    /// claims): [`Phase::Drain`] interrupts waits (hold, backoff, rate limit) →
+    /// release; [`Phase::Abort`] abandons GitHub calls still running when the budget
+    /// ends → release.
+    phases: Shutdown,
     journal: Option<Arc<ClaimJournal>>,
     /// Actions this worker holds (claimed, or listed by the journal at start) and has
     /// not reported yet, by id with how many tasks hold it; what is left here when the
@@ -151,14 +152,15 @@ impl SharedState {
     }
 }
 
-/// Runs the loop until `shutdown` fires, then drains. Returns once every claimed action
-/// has been reported (or, if the backend cannot be reached, logged as left claimed).
+/// Runs the loop until `shutdown` enters [`Phase::StopAccepting`], then drains. Returns
+/// once every claimed action has been reported (or, if the backend cannot be reached,
+/// logged as left claimed).
 pub async fn run(
     backend: BackendClient,
     executor: Executor,
     metrics: OutboxMetrics,
     settings: OutboxSettings,
-    shutdown: CancellationToken,
+    shutdown: Shutdown,
 ) {
     let shared = Arc::new(SharedState {
         backend,
@@ -167,8 +169,7 @@ pub async fn run(
         worker_id: settings.worker_id.clone(),
         slots: Slots::new(settings.concurrency),
         queue: MarkerQueue::default(),
-        stop: CancellationToken::new(),
-        abort: CancellationToken::new(),
+        phases: Shutdown::new(),
         journal: settings.journal.clone(),
         held: parking_lot::Mutex::new(HashMap::new()),
     });
@@ -180,7 +181,7 @@ pub async fn run(
     {
         let (shutdown, at) = (shutdown.clone(), Arc::clone(&signalled_at));
         tokio::spawn(async move {
-            shutdown.cancelled().await;
+            shutdown.entered(Phase::StopAccepting).await;
             at.lock().get_or_insert_with(Instant::now);
         });
     }
@@ -208,10 +209,10 @@ pub async fn run(
     }
     tokio::select! {
         () = release_journalled(&shared) => {}
-        () = shutdown.cancelled() => {}
+        () = shutdown.entered(Phase::StopAccepting) => {}
     }
 
-    while !shutdown.is_cancelled() {
+    while !shutdown.has_entered(Phase::StopAccepting) {
         while let Some(done) = tasks.try_join_next() {
             log_task_end(done);
         }
@@ -222,7 +223,7 @@ pub async fn run(
             tokio::select! {
                 done = tasks.join_next() => { if let Some(done) = done { log_task_end(done); } }
                 () = tokio::time::sleep(settings.poll_interval) => {}
-                () = shutdown.cancelled() => break,
+                () = shutdown.entered(Phase::StopAccepting) => break,
             }
             continue;
         }
@@ -252,7 +253,7 @@ pub async fn run(
             // Not even a webhook's wake-up resends it within this cycle.
             tokio::select! {
                 () = tokio::time::sleep(settings.poll_interval) => {}
-                () = shutdown.cancelled() => {}
+                () = shutdown.entered(Phase::StopAccepting) => {}
             }
             continue;
         }
@@ -265,7 +266,7 @@ pub async fn run(
         tokio::select! {
             () = tokio::time::sleep(settings.poll_interval) => {}
             () = woken => {}
-            () = shutdown.cancelled() => {}
+            () = shutdown.entered(Phase::StopAccepting) => {}
         }
     }
 
@@ -279,13 +280,14 @@ fn report_reserve(budget: Duration) -> Duration {
     REPORT_RESERVE.min(budget / 2)
 }
 
-/// Completes `offset` after the shutdown signal (pending until it comes).
+/// Completes `offset` after the shutdown signal ([`Phase::StopAccepting`]; pending until
+/// it comes).
 async fn after_signal(
-    shutdown: &CancellationToken,
+    shutdown: &Shutdown,
     signalled_at: &parking_lot::Mutex<Option<Instant>>,
     offset: Duration,
 ) {
-    shutdown.cancelled().await;
+    shutdown.entered(Phase::StopAccepting).await;
     let at = *signalled_at.lock().get_or_insert_with(Instant::now);
     tokio::time::sleep_until((at + offset).into()).await;
 }
@@ -535,7 +537,7 @@ async fn handle(
                     );
                     Report::retryable(FailureCode::ExecutionError, "the worker failed internally while executing the action")
                 }),
-                () = shared.abort.cancelled() => Report::retryable(
+                () = shared.phases.entered(Phase::Abort) => Report::retryable(
                     FailureCode::WorkerShutdown,
                     "worker stopped while the action was executing",
                 ),
@@ -565,16 +567,16 @@ async fn execute(
         tokio::select! {
             // Completed or dropped: either way the predecessor is done.
             _ = previous => {}
-            () = shared.stop.cancelled() => return Report::released(),
+            () = shared.phases.entered(Phase::Drain) => return Report::released(),
         }
     }
     let hold = shared.executor.policy().hold_for(valid.attempts);
-    if !Executor::pause(hold, &shared.stop).await {
+    if !Executor::pause(hold, shared.phases.token(Phase::Drain)).await {
         return Report::released();
     }
     shared
         .executor
-        .run(valid, &shared.stop, &shared.slots)
+        .run(valid, shared.phases.token(Phase::Drain), &shared.slots)
         .await
 }
 
@@ -610,7 +612,7 @@ async fn report_result(shared: &SharedState, action_id: &str, report: Report) {
     );
     let started = Instant::now();
     loop {
-        let stopping = shared.stop.is_cancelled();
+        let stopping = shared.phases.has_entered(Phase::Drain);
         let policy = if stopping {
             SHUTDOWN_REPORT_POLICY
         } else {
@@ -653,7 +655,7 @@ async fn report_result(shared: &SharedState, action_id: &str, report: Report) {
             );
             tokio::select! {
                 () = tokio::time::sleep(REPORT_RETRY_PAUSE) => continue,
-                () = shared.stop.cancelled() => continue,
+                () = shared.phases.entered(Phase::Drain) => continue,
             }
         }
         if !err.is_retryable()
@@ -718,7 +720,7 @@ async fn drain(
         in_flight = pending,
         "outbox draining in-flight actions"
     );
-    shared.stop.cancel();
+    shared.phases.enter(Phase::Drain);
     let hard_deadline = signal + budget;
     let soft_deadline = hard_deadline - report_reserve(budget);
     let complete = {
@@ -734,7 +736,7 @@ async fn drain(
                 event = "outbox_abandoning_running_actions",
                 "shutdown budget spent; abandoning running actions"
             );
-            shared.abort.cancel();
+            shared.phases.enter(Phase::Abort);
             tokio::time::timeout_at(hard_deadline.into(), &mut all_done)
                 .await
                 .is_ok()

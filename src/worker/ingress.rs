@@ -10,6 +10,8 @@
 //! delivery as failed and it can be redelivered.
 //!
 //! Answers never carry internal addresses (backend URL, GitHub base URL); the logs do.
+//! Every refusal and failure is an [`IngressError`], which owns its status, body,
+//! metric and log line.
 
 use std::borrow::Cow;
 use std::time::{Duration, Instant};
@@ -23,12 +25,12 @@ use bytes::BytesMut;
 use http_body_util::BodyExt;
 use serde_json::json;
 
+use super::ingress_error::{FORM_CONTENT_TYPE, IngressError};
 use super::state::{AppState, BodyReservation, BudgetExhausted};
+use crate::backend::CallPolicy;
 use crate::backend::types::{InstallationSyncEvent, PullRequestEvent, RepositoryRef};
-use crate::backend::{BackendError, CallPolicy};
 use crate::contract::RepoFullName;
 use crate::github::GitHubError;
-use crate::metrics::RejectReason;
 use crate::webhook::{Delivery, MatchedSecret, Normalized, normalize, validate_delivery_id};
 
 /// GitHub caps payloads at 25 MB (contract §3).
@@ -46,57 +48,50 @@ fn answer(status: StatusCode, body: serde_json::Value) -> Response {
     (status, Json(body)).into_response()
 }
 
-fn error_answer(status: StatusCode, error: &str, message: impl std::fmt::Display) -> Response {
-    answer(
-        status,
-        json!({"status": "error", "error": error, "message": message.to_string()}),
-    )
-}
-
-/// The webhook handler.
-pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+/// The webhook handler. A refusal or failure is counted and logged here, once
+/// ([`IngressError::record`]), and answered by its [`IntoResponse`].
+pub async fn receive(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, IngressError> {
     let started = Instant::now();
-    let response = match tokio::time::timeout(DELIVERY_BUDGET, handle(&state, &headers, body)).await
-    {
-        Ok(response) => response,
-        Err(_) => {
-            state.metrics.errors.inc();
-            tracing::error!(
-                event = "webhook_timeout",
-                budget_ms = DELIVERY_BUDGET.as_millis() as u64,
-                "webhook not handled within its time budget"
-            );
-            error_answer(
-                StatusCode::GATEWAY_TIMEOUT,
-                "timeout",
-                "the delivery could not be processed in time",
-            )
-        }
+    let result = match tokio::time::timeout(DELIVERY_BUDGET, handle(&state, &headers, body)).await {
+        Ok(result) => result,
+        Err(_) => Err(IngressError::Timeout {
+            budget_ms: DELIVERY_BUDGET.as_millis() as u64,
+        }),
     };
+    if let Err(err) = &result {
+        err.record(&state.metrics);
+    }
     state
         .metrics
         .webhook_duration
         .observe(started.elapsed().as_secs_f64());
-    response
+    result
 }
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Response {
-    let m = &state.metrics;
+async fn handle(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, IngressError> {
     let declared = header_str(headers, "content-length").and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
-        return too_large(state);
+        return Err(IngressError::TooLarge);
     }
     // Room is taken as the body's bytes arrive, never from `Content-Length` up front: a
     // client that announces 16 MiB and sends nothing (it needs no signature for that)
     // must hold nothing, or a few of them would starve every signed delivery.
-    let mut reservation = match state.body_budget.reserve(0) {
-        Ok(reservation) => reservation,
-        Err(err) => return overloaded(state, headers, &err),
-    };
+    let mut reservation = state
+        .body_budget
+        .reserve(0)
+        .map_err(|err| overloaded(state, headers, &err))?;
     let read = tokio::time::timeout(
         BODY_READ_DEADLINE,
         read_body(body, declared, &mut reservation),
@@ -104,58 +99,26 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Response {
     .await;
     let body = match read {
         Ok(Ok(bytes)) => bytes,
-        Ok(Err(ReadError::TooLarge)) => return too_large(state),
-        Ok(Err(ReadError::Overloaded(err))) => return overloaded(state, headers, &err),
-        Ok(Err(ReadError::Unreadable(err))) => {
-            m.reject(RejectReason::Unreadable);
-            return error_answer(StatusCode::BAD_REQUEST, "unreadable_body", err);
-        }
+        Ok(Err(ReadError::TooLarge)) => return Err(IngressError::TooLarge),
+        Ok(Err(ReadError::Overloaded(err))) => return Err(overloaded(state, headers, &err)),
+        Ok(Err(ReadError::Unreadable(err))) => return Err(IngressError::Unreadable(err)),
         Err(_) => {
-            m.reject(RejectReason::BodyTimeout);
-            tracing::warn!(
-                event = "webhook_body_timeout",
-                delivery_id = %loggable_delivery_id(headers),
-                declared_bytes = declared,
-                deadline_ms = BODY_READ_DEADLINE.as_millis() as u64,
-                "webhook body not received in time"
-            );
-            return error_answer(
-                StatusCode::REQUEST_TIMEOUT,
-                "body_timeout",
-                format!(
-                    "the request body did not arrive in full within {} s",
-                    BODY_READ_DEADLINE.as_secs()
-                ),
-            );
+            return Err(IngressError::BodyTimeout {
+                delivery_id: loggable_delivery_id(headers).into_owned(),
+                declared_bytes: declared,
+            });
         }
     };
     verify_and_process(state, headers, body, reservation).await
 }
 
-fn too_large(state: &AppState) -> Response {
-    state.metrics.reject(RejectReason::TooLarge);
-    error_answer(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "payload_too_large",
-        "body exceeds 25 MB",
-    )
-}
-
-fn overloaded(state: &AppState, headers: &HeaderMap, err: &BudgetExhausted) -> Response {
-    state.metrics.reject(RejectReason::Overloaded);
-    tracing::warn!(
-        event = "webhook_overloaded",
-        delivery_id = %loggable_delivery_id(headers),
-        wanted_bytes = err.wanted_bytes,
-        available_bytes = err.available_bytes,
-        budget_bytes = state.body_budget.capacity_bytes(),
-        "webhook refused: body buffer full"
-    );
-    error_answer(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "overloaded",
-        "the worker holds as many webhook bodies as it may; retry later",
-    )
+fn overloaded(state: &AppState, headers: &HeaderMap, err: &BudgetExhausted) -> IngressError {
+    IngressError::Overloaded {
+        delivery_id: loggable_delivery_id(headers).into_owned(),
+        wanted_bytes: err.wanted_bytes,
+        available_bytes: err.available_bytes,
+        budget_bytes: state.body_budget.capacity_bytes(),
+    }
 }
 
 enum ReadError {
@@ -221,59 +184,39 @@ async fn verify_and_process(
     headers: &HeaderMap,
     body: Bytes,
     reservation: BodyReservation,
-) -> Response {
+) -> Result<Response, IngressError> {
     let m = &state.metrics;
     let signature = headers.get("x-hub-signature-256").map(|v| v.as_bytes());
     match state.verifier.verify(signature, &body) {
         Ok(MatchedSecret::Current) => {}
         Ok(MatchedSecret::Previous) => m.previous_secret_used.inc(),
-        Err(err) => {
-            let reason = err.reason();
-            m.signature_failures.with_label_values(&[reason]).inc();
-            tracing::warn!(
-                event = "webhook_signature_refused",
-                reason,
-                delivery_id = %loggable_delivery_id(headers),
-                "webhook refused: signature check failed"
-            );
-            return error_answer(StatusCode::UNAUTHORIZED, "invalid_signature", err);
+        Err(error) => {
+            return Err(IngressError::InvalidSignature {
+                error,
+                delivery_id: loggable_delivery_id(headers).into_owned(),
+            });
         }
     }
     m.webhook_events.inc();
 
-    let Some(event) = header_str(headers, "x-github-event")
+    let event = header_str(headers, "x-github-event")
         .filter(|e| !e.is_empty() && e.bytes().all(|b| b.is_ascii_graphic()))
-    else {
-        m.reject(RejectReason::MissingEvent);
-        return error_answer(
-            StatusCode::BAD_REQUEST,
-            "invalid_payload",
-            "X-GitHub-Event: header is missing or not printable ASCII",
-        );
-    };
-    let delivery_id = match validate_delivery_id(header_str(headers, "x-github-delivery")) {
-        Ok(id) => id,
-        Err(err) => {
-            m.reject(RejectReason::InvalidDeliveryId);
-            return error_answer(StatusCode::BAD_REQUEST, "invalid_payload", err);
-        }
-    };
+        .ok_or(IngressError::MissingEvent)?;
+    let delivery_id = validate_delivery_id(header_str(headers, "x-github-delivery"))
+        .map_err(IngressError::InvalidDeliveryId)?;
     // The signature covers the body as sent; the JSON document is inside it.
-    let payload = match webhook_payload(headers, body) {
-        Ok(payload) => payload,
-        Err(refusal) => {
-            m.reject(refusal.reason);
-            tracing::warn!(
-                event = "webhook_payload_refused",
-                delivery_id,
-                github_event = event,
-                field = "body",
-                problem = %refusal.message,
-                "webhook refused: payload unusable"
-            );
-            return error_answer(refusal.status, refusal.error, refusal.message);
-        }
-    };
+    let payload = webhook_payload(headers, body).map_err(|refusal| match refusal {
+        BodyRefusal::Form(message) => IngressError::UnusableBody {
+            message,
+            delivery_id: delivery_id.to_owned(),
+            github_event: event.to_owned(),
+        },
+        BodyRefusal::MediaType(message) => IngressError::UnsupportedMediaType {
+            message,
+            delivery_id: delivery_id.to_owned(),
+            github_event: event.to_owned(),
+        },
+    })?;
     let received_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let normalized = normalize(Delivery {
         event,
@@ -285,38 +228,37 @@ async fn verify_and_process(
     // not after the backend call.
     drop(payload);
     drop(reservation);
+    let normalized = normalized.map_err(|error| IngressError::InvalidPayload {
+        error,
+        delivery_id: delivery_id.to_owned(),
+        github_event: event.to_owned(),
+    })?;
     match normalized {
-        Err(err) => {
-            m.reject(RejectReason::InvalidPayload);
-            tracing::warn!(
-                event = "webhook_payload_refused",
-                delivery_id,
-                github_event = event,
-                field = %err.field,
-                problem = %err.problem,
-                "webhook refused: payload unusable"
-            );
-            error_answer(StatusCode::BAD_REQUEST, "invalid_payload", err)
-        }
-        Ok(Normalized::Ignored { reason }) => ignored(state, delivery_id, event, &reason),
-        Ok(Normalized::PullRequest(pr)) => forward_pull_request(state, pr).await,
-        Ok(Normalized::PullRequestWithoutInstallation(pr)) => {
-            match resolve_installation(state, pr).await {
-                Ok(Some(pr)) => forward_pull_request(state, pr).await,
-                Ok(None) => ignored(
+        Normalized::Ignored { reason } => Ok(ignored(state, delivery_id, event, &reason)),
+        Normalized::PullRequest(pr) => forward_pull_request(state, pr).await,
+        Normalized::PullRequestWithoutInstallation(pr) => {
+            match resolve_installation(state, pr).await? {
+                Some(pr) => forward_pull_request(state, pr).await,
+                None => Ok(ignored(
                     state,
                     delivery_id,
                     event,
                     "the App is not installed on the repository",
-                ),
-                Err(response) => response,
+                )),
             }
         }
-        Ok(Normalized::InstallationSync { event, backfill }) => {
+        Normalized::InstallationSync { event, backfill } => {
             let event = if backfill {
-                match backfill_repositories(state, event).await {
-                    Ok(event) => event,
-                    Err(response) => return response,
+                match backfill_repositories(state, event).await? {
+                    Backfill::Filled(event) => event,
+                    Backfill::InstallationGone { delivery_id } => {
+                        return Ok(ignored(
+                            state,
+                            &delivery_id,
+                            "installation",
+                            "the installation no longer exists on GitHub (deleted after this delivery)",
+                        ));
+                    }
                 }
             } else {
                 event
@@ -326,29 +268,17 @@ async fn verify_and_process(
     }
 }
 
-/// `Content-Type` of GitHub's form-encoded webhooks.
-const FORM_CONTENT_TYPE: &str = "application/x-www-form-urlencoded";
 /// Longest part of an unsupported `Content-Type` quoted in an answer.
 const QUOTED_CONTENT_TYPE_PREFIX: usize = 64;
 
-/// A body the ingress cannot take a JSON document from.
-#[derive(Debug)]
-struct PayloadRefusal {
-    status: StatusCode,
-    error: &'static str,
-    reason: RejectReason,
-    message: String,
-}
-
-impl PayloadRefusal {
-    fn invalid(message: impl Into<String>) -> Self {
-        Self {
-            status: StatusCode::BAD_REQUEST,
-            error: "invalid_payload",
-            reason: RejectReason::InvalidPayload,
-            message: message.into(),
-        }
-    }
+/// A body the ingress cannot take a JSON document from (see [`IngressError`]'s
+/// `UnusableBody` and `UnsupportedMediaType`).
+#[derive(Debug, PartialEq, Eq)]
+enum BodyRefusal {
+    /// A form without exactly one `payload` field: what is wrong.
+    Form(&'static str),
+    /// Another media type: the message naming it.
+    MediaType(String),
 }
 
 /// The JSON document of a verified delivery, by its `Content-Type` (GitHub's webhook
@@ -362,9 +292,9 @@ impl PayloadRefusal {
 /// Parameters (`; charset=utf-8`) and letter case are ignored.
 ///
 /// # Errors
-/// [`PayloadRefusal`]: 415 for another media type; 400 `invalid_payload` for a form
-/// without exactly one `payload` field.
-fn webhook_payload(headers: &HeaderMap, body: Bytes) -> Result<Bytes, PayloadRefusal> {
+/// [`BodyRefusal::MediaType`] for another media type (415); [`BodyRefusal::Form`] for
+/// a form without exactly one `payload` field (400 `invalid_payload`).
+fn webhook_payload(headers: &HeaderMap, body: Bytes) -> Result<Bytes, BodyRefusal> {
     let Some(raw) = headers.get(axum::http::header::CONTENT_TYPE) else {
         return Ok(body);
     };
@@ -382,10 +312,10 @@ fn webhook_payload(headers: &HeaderMap, body: Bytes) -> Result<Bytes, PayloadRef
                 .map(|(_, value)| value);
             match (payloads.next(), payloads.next()) {
                 (Some(payload), None) => Ok(Bytes::from(payload.into_owned())),
-                (None, _) => Err(PayloadRefusal::invalid(
+                (None, _) => Err(BodyRefusal::Form(
                     "body: a form-encoded delivery must have a `payload` field",
                 )),
-                (Some(_), Some(_)) => Err(PayloadRefusal::invalid(
+                (Some(_), Some(_)) => Err(BodyRefusal::Form(
                     "body: a form-encoded delivery must have one `payload` field, not several",
                 )),
             }
@@ -393,16 +323,11 @@ fn webhook_payload(headers: &HeaderMap, body: Bytes) -> Result<Bytes, PayloadRef
         _ => {
             let bytes = raw.as_bytes();
             let prefix = &bytes[..bytes.len().min(QUOTED_CONTENT_TYPE_PREFIX)];
-            Err(PayloadRefusal {
-                status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                error: "unsupported_media_type",
-                reason: RejectReason::UnsupportedMediaType,
-                message: format!(
-                    "Content-Type {:?} is not supported: send application/json or \
-                     {FORM_CONTENT_TYPE}",
-                    prefix.escape_ascii().to_string()
-                ),
-            })
+            Err(BodyRefusal::MediaType(format!(
+                "Content-Type {:?} is not supported: send application/json or \
+                 {FORM_CONTENT_TYPE}",
+                prefix.escape_ascii().to_string()
+            )))
         }
     }
 }
@@ -422,45 +347,33 @@ fn ignored(state: &AppState, delivery_id: &str, event: &str, reason: &str) -> Re
     )
 }
 
-fn github_failure(state: &AppState, what: &str, err: &GitHubError) -> Response {
-    state.metrics.errors.inc();
-    tracing::error!(
-        event = "webhook_github_failed",
-        step = what,
-        error = %err,
-        "GitHub call for a webhook failed"
-    );
-    // The error's text may name the GitHub base URL (an internal proxy or GHES host);
-    // the answer gives its failure code only.
-    error_answer(
-        StatusCode::BAD_GATEWAY,
-        "github_unavailable",
-        format!("{what} failed at GitHub ({})", err.failure_code()),
-    )
-}
-
 /// Payloads without `installation` come from a repository webhook aimed at the App's
 /// URL; the App's own installation on that repository is what the backend needs.
 async fn resolve_installation(
     state: &AppState,
     mut pr: PullRequestEvent,
-) -> Result<Option<PullRequestEvent>, Response> {
-    let repo = RepoFullName::parse(&pr.repository.full_name).map_err(|e| {
-        state.metrics.reject(RejectReason::InvalidPayload);
-        error_answer(
-            StatusCode::BAD_REQUEST,
-            "invalid_payload",
-            format!("repository.full_name: {e}"),
-        )
-    })?;
+) -> Result<Option<PullRequestEvent>, IngressError> {
+    let repo =
+        RepoFullName::parse(&pr.repository.full_name).map_err(IngressError::InvalidRepository)?;
     match state.github.repository_installation(&repo).await {
         Ok(Some(id)) => {
             pr.installation_id = id;
             Ok(Some(pr))
         }
         Ok(None) => Ok(None),
-        Err(err) => Err(github_failure(state, "installation lookup", &err)),
+        Err(error) => Err(IngressError::GitHub {
+            step: "installation lookup",
+            error,
+        }),
     }
+}
+
+/// What the repository backfill of an installation event found.
+enum Backfill {
+    /// The event, with every repository the installation can access.
+    Filled(InstallationSyncEvent),
+    /// GitHub no longer knows the installation.
+    InstallationGone { delivery_id: String },
 }
 
 /// Contract §1.3: an installation created or unsuspended without a repository list gets
@@ -469,7 +382,7 @@ async fn resolve_installation(
 async fn backfill_repositories(
     state: &AppState,
     mut event: InstallationSyncEvent,
-) -> Result<InstallationSyncEvent, Response> {
+) -> Result<Backfill, IngressError> {
     match state
         .github
         .list_installation_repositories(event.installation.id)
@@ -483,50 +396,18 @@ async fn backfill_repositories(
                     full_name: r.full_name,
                 })
                 .collect();
-            Ok(event)
+            Ok(Backfill::Filled(event))
         }
         // GitHub signed this event for our App, so a 404 on the installation means it
         // was deleted since; a redelivery could never succeed, and forwarding it would
         // bring back an installation whose `deleted` event may already be stored.
-        Err(GitHubError::InstallationNotFound { .. }) => Err(ignored(
-            state,
-            &event.delivery_id,
-            "installation",
-            "the installation no longer exists on GitHub (deleted after this delivery)",
-        )),
-        Err(err) => Err(github_failure(state, "repository backfill", &err)),
-    }
-}
-
-fn backend_failure(state: &AppState, delivery_id: &str, err: &BackendError) -> Response {
-    state.metrics.errors.inc();
-    tracing::error!(
-        event = "webhook_forward_failed",
-        delivery_id,
-        error = %err,
-        "webhook not forwarded to the backend"
-    );
-    let status = match err {
-        BackendError::DeadlineExceeded { .. } => StatusCode::GATEWAY_TIMEOUT,
-        BackendError::Transport { .. } => StatusCode::SERVICE_UNAVAILABLE,
-        BackendError::Status { .. } | BackendError::Decode { .. } => StatusCode::BAD_GATEWAY,
-    };
-    error_answer(status, "backend_unavailable", backend_public_message(err))
-}
-
-/// What a backend failure tells the sender: the kind of failure without the text of the
-/// underlying error, which names the backend's internal URL.
-fn backend_public_message(err: &BackendError) -> String {
-    match err {
-        BackendError::Transport { .. } => "the backend could not be reached".to_owned(),
-        BackendError::Status { status, code, .. } => {
-            format!("the backend answered {status} ({code})")
-        }
-        BackendError::Decode { .. } => "the backend answered with an unexpected body".to_owned(),
-        BackendError::DeadlineExceeded { deadline, .. } => format!(
-            "the backend did not answer within {} s",
-            deadline.as_secs_f64()
-        ),
+        Err(GitHubError::InstallationNotFound { .. }) => Ok(Backfill::InstallationGone {
+            delivery_id: event.delivery_id,
+        }),
+        Err(error) => Err(IngressError::GitHub {
+            step: "repository backfill",
+            error,
+        }),
     }
 }
 
@@ -539,7 +420,10 @@ fn count_ingest(state: &AppState, status: crate::backend::types::IngestStatus) {
     }
 }
 
-async fn forward_pull_request(state: &AppState, pr: PullRequestEvent) -> Response {
+async fn forward_pull_request(
+    state: &AppState,
+    pr: PullRequestEvent,
+) -> Result<Response, IngressError> {
     match state
         .backend
         .forward_pull_request(&pr, CallPolicy::WEBHOOK)
@@ -563,7 +447,7 @@ async fn forward_pull_request(state: &AppState, pr: PullRequestEvent) -> Respons
             if resp.enqueued_actions > 0 {
                 state.claim_wake.request();
             }
-            answer(
+            Ok(answer(
                 StatusCode::OK,
                 json!({
                     "status": "forwarded",
@@ -571,13 +455,19 @@ async fn forward_pull_request(state: &AppState, pr: PullRequestEvent) -> Respons
                     "challenge_id": resp.challenge_id,
                     "enqueued_actions": resp.enqueued_actions,
                 }),
-            )
+            ))
         }
-        Err(err) => backend_failure(state, &pr.delivery_id, &err),
+        Err(error) => Err(IngressError::Backend {
+            delivery_id: pr.delivery_id,
+            error,
+        }),
     }
 }
 
-async fn forward_installation_sync(state: &AppState, event: InstallationSyncEvent) -> Response {
+async fn forward_installation_sync(
+    state: &AppState,
+    event: InstallationSyncEvent,
+) -> Result<Response, IngressError> {
     match state
         .backend
         .forward_installation_sync(&event, CallPolicy::WEBHOOK)
@@ -598,7 +488,7 @@ async fn forward_installation_sync(state: &AppState, event: InstallationSyncEven
                 ingest_status = resp.ingest_status.as_str(),
                 "webhook forwarded to the backend"
             );
-            answer(
+            Ok(answer(
                 StatusCode::OK,
                 json!({
                     "status": "forwarded",
@@ -606,15 +496,19 @@ async fn forward_installation_sync(state: &AppState, event: InstallationSyncEven
                     "updated_installation_id": resp.updated_installation_id,
                     "updated_repositories": resp.updated_repositories,
                 }),
-            )
+            ))
         }
-        Err(err) => backend_failure(state, &event.delivery_id, &err),
+        Err(error) => Err(IngressError::Backend {
+            delivery_id: event.delivery_id,
+            error,
+        }),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::RejectReason;
     use axum::http::HeaderValue;
 
     fn with_delivery(value: &[u8]) -> HeaderMap {
@@ -676,52 +570,41 @@ mod tests {
             Bytes::from_static(br#"{"a":"x y&z"}"#)
         );
         for bad in [&b"other=1"[..], b"", b"payload=1&payload=2"] {
-            let err = webhook_payload(&headers, Bytes::from_static(bad)).unwrap_err();
-            assert_eq!(err.status, StatusCode::BAD_REQUEST, "{bad:?}");
-            assert_eq!(err.reason, RejectReason::InvalidPayload);
-            assert!(err.message.contains("payload"), "{}", err.message);
+            let BodyRefusal::Form(message) =
+                webhook_payload(&headers, Bytes::from_static(bad)).unwrap_err()
+            else {
+                panic!("{bad:?}: not a form refusal");
+            };
+            let err = IngressError::UnusableBody {
+                message,
+                delivery_id: String::new(),
+                github_event: String::new(),
+            };
+            assert_eq!(err.status(), StatusCode::BAD_REQUEST, "{bad:?}");
+            assert_eq!(err.reject_reason(), Some(RejectReason::InvalidPayload));
+            assert!(err.to_string().contains("payload"), "{err}");
         }
     }
 
     #[test]
     fn other_media_types_get_415_naming_them() {
-        let err = webhook_payload(&with_content_type("text/plain"), Bytes::new()).unwrap_err();
-        assert_eq!(err.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
-        assert_eq!(err.error, "unsupported_media_type");
-        assert!(err.message.contains("\"text/plain\""), "{}", err.message);
+        let media_type = |value: &str| {
+            let BodyRefusal::MediaType(message) =
+                webhook_payload(&with_content_type(value), Bytes::new()).unwrap_err()
+            else {
+                panic!("{value}: not a media type refusal");
+            };
+            IngressError::UnsupportedMediaType {
+                message,
+                delivery_id: String::new(),
+                github_event: String::new(),
+            }
+        };
+        let err = media_type("text/plain");
+        assert_eq!(err.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        assert_eq!(err.code(), "unsupported_media_type");
+        assert!(err.to_string().contains("\"text/plain\""), "{err}");
         let long = "x".repeat(300);
-        let err = webhook_payload(&with_content_type(&long), Bytes::new()).unwrap_err();
-        assert!(err.message.len() < 200, "{}", err.message);
-    }
-
-    #[test]
-    fn backend_failures_are_told_without_their_address() {
-        let url = "http://sitg-backend.internal:8080/internal/v2/github/events/pull-request";
-        let errors = [
-            BackendError::Transport {
-                endpoint: "/internal/v2/github/events/pull-request",
-                reason: format!("error sending request for url ({url})"),
-            },
-            BackendError::Status {
-                endpoint: "/internal/v2/github/events/pull-request",
-                status: 500,
-                code: "HTTP_500".to_owned(),
-                message: format!("upstream {url} failed"),
-            },
-            BackendError::Decode {
-                endpoint: "/internal/v2/github/events/pull-request",
-                reason: format!("bad body from {url}"),
-            },
-            BackendError::DeadlineExceeded {
-                endpoint: "/internal/v2/github/events/pull-request",
-                deadline: Duration::from_secs(8),
-            },
-        ];
-        for err in errors {
-            let message = backend_public_message(&err);
-            assert!(!message.contains("sitg-backend.internal"), "{message}");
-            assert!(!message.contains("/internal/v2"), "{message}");
-            assert!(message.starts_with("the backend"), "{message}");
-        }
+        assert!(media_type(&long).to_string().len() < 200);
     }
 }

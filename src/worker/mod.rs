@@ -7,6 +7,7 @@
 pub mod config;
 pub mod health;
 pub mod ingress;
+mod ingress_error;
 pub mod serve;
 pub mod state;
 
@@ -17,14 +18,15 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 use crate::backend::{BackendClient, BackendConfig};
 use crate::github::{GitHubClient, GitHubConfig, parse_app_private_key};
 use crate::metrics::WorkerMetrics;
 use crate::outbox::{self, ClaimJournal, ClaimWake, Executor, OutboxSettings, RetryPolicy};
+use crate::shutdown::{Phase, Shutdown};
 use crate::webhook::WebhookVerifier;
 pub use config::{ConfigError, ConfigErrors, WorkerConfig};
+pub use ingress_error::IngressError;
 pub use state::{AppState, Lifecycle};
 
 /// `user-agent` of the worker's requests to GitHub and the backend.
@@ -137,8 +139,9 @@ fn ops_routes() -> Router<AppState> {
 }
 
 /// Keeps readiness current: probes the backend every 5 s, and every second after a
-/// failed probe (three failures in a row make the worker unready).
-async fn watch_backend(state: AppState, shutdown: CancellationToken) {
+/// failed probe (three failures in a row make the worker unready). Ends at
+/// [`Phase::StopAccepting`].
+async fn watch_backend(state: AppState, shutdown: Shutdown) {
     loop {
         let reachable = state.backend.probe().await;
         let every = if reachable {
@@ -148,21 +151,23 @@ async fn watch_backend(state: AppState, shutdown: CancellationToken) {
         };
         tokio::select! {
             () = tokio::time::sleep(every) => {}
-            () = shutdown.cancelled() => return,
+            () = shutdown.entered(Phase::StopAccepting) => return,
         }
     }
 }
 
-/// Runs one worker until `shutdown` fires, then: readiness goes 503 and the outbox
-/// stops claiming and reports every claimed action, while both listeners keep serving
-/// for `config.shutdown_drain` (load balancers still route here until they see the
-/// endpoint removed); then the listeners close, in-flight requests are answered
-/// (within `config.shutdown_timeout`), and the function returns.
+/// Runs one worker until `shutdown` enters [`Phase::Requested`], then: readiness goes
+/// 503, and at [`Phase::StopAccepting`] the outbox stops claiming and reports every
+/// claimed action, while both listeners keep serving for `config.shutdown_drain` (load
+/// balancers still route here until they see the endpoint removed); then at
+/// [`Phase::Drain`] the listeners close, in-flight requests are answered (within
+/// `config.shutdown_timeout`), and the function returns. The worker enters the phases
+/// after `Requested` itself.
 pub async fn run(
     config: WorkerConfig,
     state: AppState,
     listeners: Listeners,
-    shutdown: CancellationToken,
+    shutdown: Shutdown,
 ) -> Result<(), WorkerError> {
     tracing::info!(
         event = "worker_starting",
@@ -185,20 +190,18 @@ pub async fn run(
             "white space around the value was removed; the secret in use is the trimmed one"
         );
     }
-    // Two steps: `stopping` ends the outbox and the backend watcher at the signal;
-    // `stop_accepting` closes the listeners once the drain is over.
-    let stopping = CancellationToken::new();
-    let stop_accepting = CancellationToken::new();
+    // Readiness turns 503 first; `StopAccepting` then ends the outbox's claims and the
+    // backend watcher; `Drain` closes the listeners once the load balancers' drain is
+    // over.
     let lifecycle = Arc::clone(&state.lifecycle);
     let drain = config.shutdown_drain;
     let signal = {
-        let stopping = stopping.clone();
-        let stop_accepting = stop_accepting.clone();
+        let shutdown = shutdown.clone();
         async move {
-            shutdown.cancelled().await;
+            shutdown.entered(Phase::Requested).await;
             lifecycle.begin_shutdown();
             tracing::info!(event = "worker_stopping", "worker stopping");
-            stopping.cancel();
+            shutdown.enter(Phase::StopAccepting);
             if !drain.is_zero() {
                 tracing::info!(
                     event = "worker_draining",
@@ -207,7 +210,7 @@ pub async fn run(
                 );
                 tokio::time::sleep(drain).await;
             }
-            stop_accepting.cancel();
+            shutdown.enter(Phase::Drain);
         }
     };
     let limits = serve::ServeLimits {
@@ -225,7 +228,7 @@ pub async fn run(
         serve::ConnectionMetrics::register(&state.metrics.registry, listener_names)
             .map_err(crate::metrics::MetricsError::from)?;
 
-    let watcher = tokio::spawn(watch_backend(state.clone(), stopping.clone()));
+    let watcher = tokio::spawn(watch_backend(state.clone(), shutdown.clone()));
     let outbox = config.outbox_polling_enabled.then(|| {
         tokio::spawn(outbox::run(
             state.backend.clone(),
@@ -242,7 +245,7 @@ pub async fn run(
                     .outbox_claim_on_event
                     .then(|| Arc::clone(&state.claim_wake)),
             },
-            stopping.clone(),
+            shutdown.clone(),
         ))
     });
     let metrics_server = listeners.metrics.map(|listener| {
@@ -251,7 +254,7 @@ pub async fn run(
             ops_app(state.clone()),
             limits,
             ("metrics", connection_metrics.clone()),
-            stop_accepting.clone(),
+            shutdown.clone(),
         ))
     });
     // On a runtime thread of its own (not the caller's), so that each accepted
@@ -261,7 +264,7 @@ pub async fn run(
         app(state),
         limits,
         ("main", connection_metrics),
-        stop_accepting,
+        shutdown,
     ));
     let (main, ()) = tokio::join!(main, signal);
     if let Err(err) = main {

@@ -1,7 +1,8 @@
 //! Serves an axum [`Router`] on one listener with the limits `axum::serve` lacks: a
 //! deadline for a request's head, an idle timeout, a cap on open connections that
-//! makes room by closing idle ones, and a two-step stop (stop accepting, then let
-//! in-flight requests finish within a budget).
+//! makes room by closing idle ones, and a two-step stop at the shutdown's
+//! [`Phase::Drain`] (stop accepting, then let in-flight requests finish within a
+//! budget).
 //!
 //! Built on hyper-util's connection builder and its `GracefulShutdown`, as axum's
 //! low-level serving example does. Each connection is tracked ([`Tracked`]) through
@@ -30,6 +31,8 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
+
+use crate::shutdown::{Phase, Shutdown};
 
 /// Pause after a failed `accept` (for example `EMFILE`, out of file descriptors)
 /// before trying again: the condition persists for a while, and retrying at once would
@@ -73,7 +76,7 @@ pub struct ServeLimits {
     /// closes the one that has waited longest without a request in progress; when every
     /// connection has a request in progress, it waits for one to end.
     pub max_connections: usize,
-    /// After `stop` fires: how long in-flight requests may take to finish
+    /// After [`Phase::Drain`]: how long in-flight requests may take to finish
     /// (`SHUTDOWN_TIMEOUT_SECONDS`); connections still open then are dropped.
     pub in_flight_budget: Duration,
 }
@@ -379,15 +382,15 @@ const ROOM_RECHECK: Duration = Duration::from_millis(50);
 /// count exceeds the cap only by connections being closed). When every open connection
 /// has a request in progress (each bounded by its handler's deadline), waits, looking
 /// again every [`ROOM_RECHECK`], since a request that ends leaves its connection open
-/// and idle. False once `stop` fires.
-async fn make_room(registry: &OpenConnections, cap: usize, stop: &CancellationToken) -> bool {
+/// and idle. False once `shutdown` enters [`Phase::Drain`].
+async fn make_room(registry: &OpenConnections, cap: usize, shutdown: &Shutdown) -> bool {
     loop {
         if registry.open.lock().len() < cap || registry.evict_longest_waiting() {
             return true;
         }
         tokio::select! {
             biased;
-            () = stop.cancelled() => return false,
+            () = shutdown.entered(Phase::Drain) => return false,
             () = tokio::time::sleep(ROOM_RECHECK) => {}
         }
     }
@@ -416,7 +419,8 @@ fn failure_reason(err: &(dyn std::error::Error + 'static)) -> &'static str {
     }
 }
 
-/// Serves `router` on `listener` until `stop` fires, then closes the listener, asks
+/// Serves `router` on `listener` until `shutdown` enters [`Phase::Drain`], then closes
+/// the listener, asks
 /// every connection to finish its current request and close, and returns once all
 /// have (or `limits.in_flight_budget` has passed).
 ///
@@ -434,7 +438,7 @@ pub async fn serve(
     router: Router,
     limits: ServeLimits,
     (name, metrics): (&'static str, ConnectionMetrics),
-    stop: CancellationToken,
+    shutdown: Shutdown,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -451,7 +455,7 @@ pub async fn serve(
     loop {
         let stream = tokio::select! {
             biased;
-            () = stop.cancelled() => break,
+            () = shutdown.entered(Phase::Drain) => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => stream,
                 Err(err) => {
@@ -461,14 +465,14 @@ pub async fn serve(
                         "accepting a connection failed"
                     );
                     tokio::select! {
-                        () = stop.cancelled() => break,
+                        () = shutdown.entered(Phase::Drain) => break,
                         () = tokio::time::sleep(ACCEPT_RETRY_DELAY) => continue,
                     }
                 }
             },
         };
         let at_cap = registry.open.lock().len() >= limits.max_connections;
-        if !make_room(&registry, limits.max_connections, &stop).await {
+        if !make_room(&registry, limits.max_connections, &shutdown).await {
             break;
         }
         // At the cap, connections are closed to make room, the just accepted ones last
@@ -590,17 +594,17 @@ mod tests {
         ("test", metrics)
     }
 
-    async fn start(limits: ServeLimits) -> (std::net::SocketAddr, CancellationToken) {
+    async fn start(limits: ServeLimits) -> (std::net::SocketAddr, Shutdown) {
         let (addr, stop, _) = start_with_metrics(limits).await;
         (addr, stop)
     }
 
     async fn start_with_metrics(
         limits: ServeLimits,
-    ) -> (std::net::SocketAddr, CancellationToken, ConnectionMetrics) {
+    ) -> (std::net::SocketAddr, Shutdown, ConnectionMetrics) {
         let listener = bind_listener("127.0.0.1:0".parse().expect("addr")).expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let stop = CancellationToken::new();
+        let stop = Shutdown::new();
         let router = Router::new()
             .route("/ping", get(|| async { "pong" }))
             .route(
@@ -772,7 +776,7 @@ mod tests {
     async fn after_stop_the_listener_refuses_and_the_server_returns() {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let stop = CancellationToken::new();
+        let stop = Shutdown::new();
         let router = Router::new().route("/ping", get(|| async { "pong" }));
         let server = tokio::spawn(serve(
             listener,
@@ -786,7 +790,7 @@ mod tests {
         idle.write_all(REQUEST).await.expect("write");
         read_response(&mut idle).await;
 
-        stop.cancel();
+        stop.enter(Phase::Drain);
         tokio::time::timeout(EVENTUALLY, server)
             .await
             .expect("server returns")
@@ -811,7 +815,7 @@ mod tests {
         );
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let stop = CancellationToken::new();
+        let stop = Shutdown::new();
         let server = tokio::spawn(serve(
             listener,
             router,
@@ -823,7 +827,7 @@ mod tests {
         stream.write_all(REQUEST).await.expect("write");
         entered.notified().await;
 
-        stop.cancel();
+        stop.enter(Phase::Drain);
         // Hold the handler until the listener is gone, so the answer below comes
         // from a server that has already stopped accepting.
         let refused = tokio::time::timeout(EVENTUALLY, async {
