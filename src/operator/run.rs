@@ -15,10 +15,10 @@ use tracing::info;
 use super::apply::FIELD_MANAGER;
 use super::controller::{Context, Scope, run_controller};
 use super::crd::{BotFleet, DefaultImage};
-use crate::contract::operator_env;
 use super::http;
 use super::leader::{LeaderError, LeaseSettings, run_as_leader};
 use super::metrics::Metrics;
+use crate::contract::operator_env;
 
 /// Command-line options of `sitg-bot operator`; each also reads an environment
 /// variable so a Deployment can configure it without args.

@@ -242,7 +242,8 @@ mod tests {
     #[test]
     fn valid_fleet_carries_the_settings() {
         let fleet = sample_fleet();
-        let view = validate(&fleet, sample_secret_values(), &DefaultImage::default()).expect("valid");
+        let view =
+            validate(&fleet, sample_secret_values(), &DefaultImage::default()).expect("valid");
         assert_eq!(view.name, "bots");
         assert_eq!(view.namespace, "sitg");
         assert_eq!(view.owner.kind, "BotFleet");
@@ -280,7 +281,8 @@ mod tests {
             target_outbox_lag_seconds: 20,
             behavior: None,
         });
-        let view = validate(&fleet, sample_secret_values(), &DefaultImage::default()).expect("valid");
+        let view =
+            validate(&fleet, sample_secret_values(), &DefaultImage::default()).expect("valid");
         assert_eq!(
             view.scaling,
             Scaling::Autoscaled {
@@ -292,13 +294,15 @@ mod tests {
         if let Some(a) = fleet.spec.autoscaling.as_mut() {
             a.enabled = false;
         }
-        let view = validate(&fleet, sample_secret_values(), &DefaultImage::default()).expect("valid");
+        let view =
+            validate(&fleet, sample_secret_values(), &DefaultImage::default()).expect("valid");
         assert_eq!(view.scaling, Scaling::Fixed(2));
         if let Some(a) = fleet.spec.autoscaling.as_mut() {
             a.enabled = true;
             a.mode = AutoscalingMode::External;
         }
-        let view = validate(&fleet, sample_secret_values(), &DefaultImage::default()).expect("valid");
+        let view =
+            validate(&fleet, sample_secret_values(), &DefaultImage::default()).expect("valid");
         assert_eq!(view.scaling, Scaling::External);
     }
 

@@ -289,7 +289,10 @@ async fn ingest_requests_are_counted_per_delivery_duplicates_included() {
     let h = Harness::default().await;
     let twice = pr_body("d-twice", &sha());
     let once = pr_body("d-once", &sha());
-    assert_eq!(h.ingest_pr(&twice, now() - 1).await.status(), StatusCode::OK);
+    assert_eq!(
+        h.ingest_pr(&twice, now() - 1).await.status(),
+        StatusCode::OK
+    );
     assert_eq!(h.ingest_pr(&twice, now()).await.status(), StatusCode::OK);
     assert_eq!(h.ingest_pr(&once, now()).await.status(), StatusCode::OK);
     let counts = h.sim.ingest_requests("pull_request");
