@@ -487,6 +487,13 @@ fn lease(node: &Node) -> (String, i64) {
     )
 }
 
+fn progress(started: Instant, what: &str) {
+    println!(
+        "node rollout: {:>6.1} s {what}",
+        started.elapsed().as_secs_f64()
+    );
+}
+
 fn kube_client(node: &Node, rt: &tokio::runtime::Runtime) -> kube::Client {
     rt.block_on(async {
         let kubeconfig =
@@ -567,6 +574,7 @@ fn a_rollout_and_an_operator_upgrade_under_load_lose_nothing() {
     // 2. Load: deliveries through the EndpointSlices, actions in the outbox, samples.
     let outbox_before =
         stats(&rt, &control_client, &installed.control).expect("stats")["outbox"].clone();
+    progress(started, "the fleet is Ready; load starts");
     let load = Load::start(&rt, kube, installed, pull_request_body());
     std::thread::sleep(Duration::from_secs(3));
 
@@ -584,12 +592,12 @@ fn a_rollout_and_an_operator_upgrade_under_load_lose_nothing() {
         &json!({"spec": {"image": {"tag": next_tag}}}).to_string(),
     ]);
     let second = rolled_out(&node, &next);
+    progress(started, "the fleet rolled to the second build");
     assert_on_image(&node, &second, &next, "after the fleet's image change");
     assert!(
         pod_image_ids(&first).is_disjoint(&pod_image_ids(&second)),
         "the second build has its own image ID"
     );
-    let after_patch = started.elapsed();
 
     // 4. The pin removed: the fleet follows the operator's own image (the chart's).
     node.kubectl_ok(&[
@@ -613,6 +621,10 @@ fn a_rollout_and_an_operator_upgrade_under_load_lose_nothing() {
         stored["spec"]["image"]
     );
     let unpinned = rolled_out(&node, &image);
+    progress(
+        started,
+        "the unpinned fleet rolled to the operator's own image",
+    );
     assert_on_image(&node, &unpinned, &image, "the operator's own image");
 
     // 5. The operator upgraded to the second build: the Lease moves, the fleet follows.
@@ -626,6 +638,7 @@ fn a_rollout_and_an_operator_upgrade_under_load_lose_nothing() {
         "an operator pod leads: {holder_before} of {old_operators:?}"
     );
     helm_upgrade_to(&node, &next);
+    progress(started, "helm upgrade of the operator done");
     let new_operators: BTreeSet<String> = operators_on(&node, &next)
         .iter()
         .map(|p| {
@@ -649,7 +662,9 @@ fn a_rollout_and_an_operator_upgrade_under_load_lose_nothing() {
         transitions > transitions_before,
         "leaseTransitions {transitions_before} -> {transitions}"
     );
+    progress(started, "the Lease held by a new operator pod");
     let followed = rolled_out(&node, &next);
+    progress(started, "the fleet followed the operator's new image");
     assert_on_image(
         &node,
         &followed,
@@ -670,8 +685,7 @@ fn a_rollout_and_an_operator_upgrade_under_load_lose_nothing() {
         "node rollout: {} deliveries in {seconds:.1} s ({rate:.1}/s), answers {:?}, {} without \
          answer, {fivexx} 5xx, {} ticks without endpoint; {} endpoint sets; PDB samples {} \
          (min currentHealthy {:?}, desiredHealthy up to {}, min Ready pods {:?}); {enqueued} \
-         actions; lease {holder_before} -> {holder} ({transitions_before} -> {transitions}); \
-         first rollout done at {after_patch:?}",
+         actions; lease {holder_before} -> {holder} ({transitions_before} -> {transitions})",
         sent.sent,
         sent.by_status,
         sent.errors.len(),
