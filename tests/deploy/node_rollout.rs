@@ -455,6 +455,8 @@ struct Restore<'a> {
 }
 
 impl Drop for Restore<'_> {
+    // Never panics (it also runs while a failed assertion unwinds): what it could not
+    // put back, it says.
     fn drop(&mut self) {
         let _ = run(self.node.kubectl().args([
             "-n",
@@ -464,12 +466,42 @@ impl Drop for Restore<'_> {
             FLEET,
             "--wait=false",
         ]));
-        let on_image = operator_pods(self.node)
-            .iter()
-            .all(|p| p["spec"]["containers"][0]["image"] == json!(self.image));
-        if !on_image {
-            helm_upgrade_to(self.node, &self.image);
-            operators_on(self.node, &self.image);
+        let on_image = |node: &Node| {
+            let pods = operator_pods(node);
+            !pods.is_empty()
+                && pods.iter().all(|p| {
+                    p["metadata"]["deletionTimestamp"].is_null()
+                        && pod_ready(p)
+                        && p["spec"]["containers"][0]["image"] == json!(self.image)
+                })
+        };
+        if on_image(self.node) {
+            return;
+        }
+        let (_, tag) = split_image(&self.image);
+        let out = run(self.node.helm().args([
+            "upgrade",
+            RELEASE,
+            &chart_dir().display().to_string(),
+            "--namespace",
+            OPERATOR_NS,
+            "--reuse-values",
+            "--set",
+            &format!("image.tag={tag}"),
+            "--wait",
+            "--timeout",
+            "3m",
+        ]));
+        let deadline = Instant::now() + WAIT;
+        while !on_image(self.node) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        if !out.status.success() || !on_image(self.node) {
+            eprintln!(
+                "node rollout: the operator could not be put back on {}: {}",
+                self.image,
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
     }
 }
