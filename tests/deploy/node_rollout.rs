@@ -5,7 +5,7 @@
 //! second build of the worker image (`scripts/image.sh next`: the first plus a label,
 //! its own image ID and tag; `SITG_TEST_IMAGE_NEXT`):
 //!
-//! 1. A fleet `rollout` (the example with fixed `replicas: 2`, image pinned to
+//! 1. A fleet `rollout` (the example without autoscaling, `replicas: 2`, image pinned to
 //!    `SITG_TEST_IMAGE`) is Ready.
 //! 2. The test is the load balancer: it re-reads the fleet Service's EndpointSlices
 //!    every 200 ms and sends signed `pull_request` deliveries at 60/s, round robin, only
@@ -589,7 +589,11 @@ fn a_rollout_and_an_operator_upgrade_under_load_lose_nothing() {
     // 1. The fleet, pinned to the first build, fixed at two replicas.
     let mut fleet = example_fleet(&image, &installed.sim);
     fleet["metadata"]["name"] = json!(FLEET);
-    fleet["spec"]["autoscaling"] = json!({"enabled": false});
+    // Fixed replicas: no autoscaler may add pods while the test counts them.
+    fleet["spec"]
+        .as_object_mut()
+        .expect("spec")
+        .remove("autoscaling");
     fleet["spec"]["replicas"] = json!(2);
     node.apply(&fleet);
     let first = rolled_out(&node, &image);
