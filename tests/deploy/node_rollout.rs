@@ -26,8 +26,9 @@
 //!    no timeout, never an instant without a ready endpoint), every delivery answered
 //!    2xx reached the backend exactly once (the backend simulator's per-delivery ingest
 //!    counts, `GET /deliveries`), 5xx answers are counted and printed; the PDB's
-//!    `currentHealthy` never fell below its `desiredHealthy`; every action ends `DONE`
-//!    or `FAILED`, none `CLAIMED`.
+//!    `currentHealthy` never fell below its `desiredHealthy`, nor the Ready pods below
+//!    the replicas (`maxUnavailable: 0`); every action ends `DONE` or `FAILED`, none
+//!    `CLAIMED`.
 //!
 //! At the end (also after a failure) the fleet is deleted and the release upgraded back
 //! to `SITG_TEST_IMAGE`, so the other tests on the node find the set-up they expect.
@@ -48,6 +49,8 @@ use crate::node_support::*;
 use crate::support::*;
 
 const FLEET: &str = "rollout";
+/// The fleet's fixed replica count.
+const REPLICAS: usize = 2;
 /// The Helm release of the set-up, and the Lease its operator elects a leader on.
 const RELEASE: &str = "sitg-bot";
 /// Deliveries per second the load balancer sends.
@@ -91,6 +94,9 @@ struct Samples {
     min_ready: Option<usize>,
     min_current_healthy: Option<i32>,
     max_desired_healthy: i32,
+    /// Samples with fewer Ready pods (not terminating) than [`REPLICAS`], which
+    /// `maxUnavailable: 0` rules out: `(seconds since start, Ready pods)`.
+    below_replicas: Vec<(f64, usize)>,
     /// Distinct endpoint sets the load balancer routed to.
     endpoint_sets: u64,
 }
@@ -292,6 +298,10 @@ impl Load {
                                 .map_or(status.current_healthy, |m| m.min(status.current_healthy)),
                         );
                         s.max_desired_healthy = s.max_desired_healthy.max(status.desired_healthy);
+                        if ready < REPLICAS {
+                            s.below_replicas
+                                .push((started.elapsed().as_secs_f64(), ready));
+                        }
                         if status.current_healthy < status.desired_healthy
                             || (ready as i32) < status.desired_healthy
                         {
@@ -354,8 +364,8 @@ fn image_ids(node: &Node, image: &str) -> BTreeSet<String> {
 }
 
 /// Waits until the fleet's Deployment has rolled out `image` completely: observed,
-/// every replica updated, ready and available, and no pod left that is not on its way
-/// out runs another image. Returns those pods.
+/// every replica updated, ready and available, and the replaced pods gone (drained
+/// and stopped). Returns the pods.
 fn rolled_out(node: &Node, image: &str) -> Vec<Value> {
     wait_for(&format!("the fleet rolled out to {image}"), || {
         let d = node.get(&["deployment", "-n", FLEET_NS, FLEET])?;
@@ -370,12 +380,11 @@ fn rolled_out(node: &Node, image: &str) -> Vec<Value> {
         if !complete {
             return None;
         }
-        let pods: Vec<Value> = fleet_pods(node, FLEET)
-            .into_iter()
-            .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
-            .collect();
+        // The pods replaced are gone too: their drain and stop ran under the load.
+        let pods = fleet_pods(node, FLEET);
         let on_image = pods.iter().all(|p| {
-            pod_ready(p)
+            p["metadata"]["deletionTimestamp"].is_null()
+                && pod_ready(p)
                 && p["spec"]["containers"][0]["image"] == json!(image)
                 && p["status"]["containerStatuses"][0]["imageID"].is_string()
         });
@@ -594,7 +603,7 @@ fn a_rollout_and_an_operator_upgrade_under_load_lose_nothing() {
         .as_object_mut()
         .expect("spec")
         .remove("autoscaling");
-    fleet["spec"]["replicas"] = json!(2);
+    fleet["spec"]["replicas"] = json!(REPLICAS);
     node.apply(&fleet);
     let first = rolled_out(&node, &image);
     assert_on_image(&node, &first, &image, "the first build");
@@ -756,16 +765,22 @@ fn a_rollout_and_an_operator_upgrade_under_load_lose_nothing() {
         "the PDB did not hold (s, currentHealthy, desiredHealthy, Ready pods): {:?}",
         samples.violations
     );
+    assert!(
+        samples.below_replicas.is_empty(),
+        "fewer Ready pods than replicas during the rollouts (s, Ready pods): {:?}",
+        samples.below_replicas
+    );
     let deliveries: Value = rt
         .block_on(async {
             control_client
                 .get(format!("{}/deliveries", installed.control))
                 .send()
                 .await?
+                .error_for_status()?
                 .json()
                 .await
         })
-        .expect("the backend's ingest requests per delivery");
+        .expect("the backend's ingest requests per delivery (GET /deliveries)");
     let counts = &deliveries["pull_request"];
     let not_once: Vec<(&String, &Value)> = sent
         .ok
