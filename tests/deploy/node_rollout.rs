@@ -803,9 +803,12 @@ fn a_rollout_and_an_operator_upgrade_under_load_lose_nothing() {
             .sum::<u64>()
     };
     let want = total(&outbox_before) + enqueued;
-    let outbox = wait_for("every action executed", || {
+    // The simulators are shared with the other tests on the node: what one of them
+    // left CLAIMED (a worker killed on purpose) is not this test's.
+    let claimed_before = outbox_before["claimed"].as_u64().unwrap_or(0);
+    let outbox = wait_for("every action executed, none left CLAIMED", || {
         let o = stats(&rt, &control_client, &installed.control)?["outbox"].clone();
-        (o["pending"] == json!(0) && o["claimed"] == json!(0)).then_some(o)
+        (o["pending"] == json!(0) && o["claimed"].as_u64()? <= claimed_before).then_some(o)
     });
     assert_eq!(
         total(&outbox),
