@@ -253,3 +253,36 @@ pub async fn run(
     }
     result.map_err(RunError::from)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{Args, FromArgMatches};
+
+    fn options(args: &[&str]) -> OperatorOptions {
+        let command = OperatorOptions::augment_args(clap::Command::new("operator"));
+        let matches = command
+            .try_get_matches_from(std::iter::once("operator").chain(args.iter().copied()))
+            .expect("args parse");
+        OperatorOptions::from_arg_matches(&matches).expect("options")
+    }
+
+    #[test]
+    fn the_default_worker_image_is_the_one_the_operator_is_told() {
+        let told = options(&[
+            "--image-repository=registry.example/sitg-bot",
+            "--image-tag=0.1.0-next",
+        ]);
+        assert_eq!(
+            told.default_image(),
+            DefaultImage::new(Some("registry.example/sitg-bot"), Some("0.1.0-next"))
+        );
+        // Only the tag: the compiled-in repository.
+        let tag_only = options(&["--image-tag=0.1.0-next"]).default_image();
+        assert_eq!(
+            tag_only.repository,
+            super::super::crd::DEFAULT_IMAGE_REPOSITORY
+        );
+        assert_eq!(tag_only.tag, "0.1.0-next");
+    }
+}
