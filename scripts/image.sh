@@ -17,8 +17,13 @@
 #   scripts/image.sh build         base, then the sitg-bot image and the simulators' image
 #                                  (target `sandbox` of the same Dockerfile); prints their
 #                                  names and compressed sizes
-#   scripts/image.sh name [WHICH]  print the image name: WHICH is sitg-bot (default) or
-#                                  sitg-sandbox
+#   scripts/image.sh next          the second build of the sitg-bot image, for the rollout
+#                                  test: `FROM` the built image plus one LABEL
+#                                  (io.sitg.build=next), tagged <IMAGE_TAG>-next. The same
+#                                  binary under another image ID and tag, made in seconds
+#                                  (a second cargo build would take ~10 min)
+#   scripts/image.sh name [WHICH]  print the image name: WHICH is sitg-bot (default),
+#                                  sitg-sandbox or sitg-bot-next
 #   scripts/image.sh archive WHICH FILE   write the image as a docker-archive to FILE
 #                                  (what `scripts/node.sh import` loads into containerd)
 #
@@ -77,7 +82,8 @@ image_name() {
 	case "${1:-sitg-bot}" in
 	sitg-bot) printf '%s:%s\n' "$REPOSITORY" "$(tag)" ;;
 	sitg-sandbox) printf '%s:%s\n' "$SANDBOX_REPOSITORY" "$(tag)" ;;
-	*) die "unknown image ${1}: sitg-bot or sitg-sandbox" ;;
+	sitg-bot-next) printf '%s:%s-next\n' "$REPOSITORY" "$(tag)" ;;
+	*) die "unknown image ${1}: sitg-bot, sitg-sandbox or sitg-bot-next" ;;
 	esac
 }
 
@@ -236,6 +242,20 @@ cmd_build() {
 	done
 }
 
+# The second build: the sitg-bot image plus a label, so it has its own image ID (what
+# the kubelet reports as a container's imageID) and tag, with the same binary.
+cmd_next() {
+	local from next work
+	from="$(image_name sitg-bot)"
+	next="$(image_name sitg-bot-next)"
+	pm image exists "$from" || die "${from} is not built (scripts/image.sh build)"
+	work="$(mktemp -d /var/tmp/sitg-image-next.XXXXXX)"
+	printf 'FROM %s\nLABEL io.sitg.build="next"\n' "$from" >"$work/Containerfile"
+	pm build --pull=never --quiet -f "$work/Containerfile" -t "$next" "$work" >/dev/null
+	rm -rf "$work"
+	printf '%s %s\n' "$next" "$(pm image inspect --format '{{.Id}}' "$next")"
+}
+
 cmd_archive() {
 	local which="${1:-}" file="${2:-}"
 	[[ -n "$which" && -n "$file" ]] || usage
@@ -248,6 +268,7 @@ main() {
 	case "$sub" in
 	base) cmd_base ;;
 	build) cmd_build ;;
+	next) cmd_next ;;
 	name) image_name "$@" ;;
 	archive) cmd_archive "$@" ;;
 	*) usage ;;

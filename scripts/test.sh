@@ -16,7 +16,8 @@
 #    real PostgreSQL; then stops the control plane;
 # 4. unless SITG_TEST_NODE=0: builds the images (scripts/image.sh) and runs the fleet on a
 #    real one-node cluster (scripts/node.sh) in the same cargo test run
-#    (tests/deploy/node_e2e.rs), then checks the node left nothing behind.
+#    (tests/deploy/node_e2e.rs; node_rollout.rs rolls it to a second image, scripts/image.sh
+#    next, under load), then checks the node left nothing behind.
 #
 # Environment: CARGO_TARGET_DIR (default /var/cache/sitg-bot/cargo-target),
 # SITG_CARGO_TARGET_MAX_GB (default 30: past it the target dir is cleaned first),
@@ -96,18 +97,21 @@ export SITG_TEST_KUBECONFIG="$plane/kubeconfig"
 if [[ "${SITG_TEST_NODE:-1}" != 0 ]]; then
 	step "images: scripts/image.sh build (base images and cargo caches kept between runs)"
 	scripts/image.sh build
+	# The second build the rollout test rolls the fleet and the operator to.
+	scripts/image.sh next
 	step "start a one-node cluster (scripts/node.sh)"
 	node="$(mktemp -d /tmp/sitg-test-node.XXXXXX)"
 	SITG_NODE_OWNER_PID=$$ scripts/node.sh up "$node" >/dev/null
-	for which in sitg-bot sitg-sandbox; do
+	for which in sitg-bot sitg-bot-next sitg-sandbox; do
 		scripts/image.sh archive "$which" "$node/$which.tar"
 		scripts/node.sh import "$node" "$node/$which.tar" >/dev/null
 		rm -f "$node/$which.tar"
 	done
 	SITG_TEST_NODE_ENV="$node/env"
 	SITG_TEST_IMAGE="$(scripts/image.sh name sitg-bot)"
+	SITG_TEST_IMAGE_NEXT="$(scripts/image.sh name sitg-bot-next)"
 	SITG_TEST_SANDBOX_IMAGE="$(scripts/image.sh name sitg-sandbox)"
-	export SITG_TEST_NODE_ENV SITG_TEST_IMAGE SITG_TEST_SANDBOX_IMAGE
+	export SITG_TEST_NODE_ENV SITG_TEST_IMAGE SITG_TEST_IMAGE_NEXT SITG_TEST_SANDBOX_IMAGE
 fi
 
 step "cargo test --workspace --features external-tests"

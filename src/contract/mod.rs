@@ -7,12 +7,14 @@
 //! `operator::build::deployment`) feeds the operator's env to the worker's parser.
 //!
 //! It also holds the values the worker and the backend must agree on beyond the request
-//! types: the `failure_code` of a reported action ([`FailureCode`]).
+//! types: the `failure_code` of a reported action ([`FailureCode`]); and the operator's
+//! variables the Helm chart sets ([`operator_env`]).
 
 pub mod env;
 pub mod failure_code;
 pub mod log_format;
 pub mod metrics;
+pub mod operator_env;
 pub mod repo_name;
 
 pub use failure_code::FailureCode;

@@ -31,7 +31,7 @@ use parking_lot::Mutex;
 use tracing::{debug, warn};
 
 use super::build::MANAGED_BY_SELECTOR;
-use super::crd::BotFleet;
+use super::crd::{BotFleet, DefaultImage};
 use super::dereference::referenced_secret_names;
 use super::error::Error;
 use super::metrics::Metrics;
@@ -94,11 +94,15 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// The redelivery sweepers of the fleets that enable them.
     pub sweepers: Sweepers,
+    /// The worker image of fleets that pin none: the operator's own.
+    pub default_image: DefaultImage,
     failures: Mutex<HashMap<ObjectRef<BotFleet>, u32>>,
 }
 
 impl Context {
-    /// Creates the context; `instance` names this operator process in events.
+    /// Creates the context; `instance` names this operator process in events. Fleets
+    /// without a pinned image get the compiled-in default ([`DefaultImage::default`])
+    /// until [`Context::with_default_image`] says otherwise.
     pub fn new(client: Client, metrics: Arc<Metrics>, instance: &str) -> Self {
         let reporter = Reporter {
             controller: CONTROLLER_NAME.to_owned(),
@@ -109,7 +113,16 @@ impl Context {
             client,
             metrics,
             sweepers: Sweepers::default(),
+            default_image: DefaultImage::default(),
             failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The same context with `image` as the worker image of fleets that pin none.
+    pub fn with_default_image(self, image: DefaultImage) -> Self {
+        Self {
+            default_image: image,
+            ..self
         }
     }
 
@@ -137,7 +150,7 @@ pub fn backoff_delay(attempt: u32) -> Duration {
 async fn reconcile(fleet: Arc<BotFleet>, ctx: Arc<Context>) -> Result<Action, Error> {
     ctx.metrics.reconciles.inc();
     let timer = ctx.metrics.reconcile_duration.start_timer();
-    let result = reconcile_fleet(&ctx.client, &ctx.recorder, &fleet).await;
+    let result = reconcile_fleet(&ctx.client, &ctx.recorder, &fleet, &ctx.default_image).await;
     timer.observe_duration();
     let report = result?;
     ctx.sweepers.ensure(

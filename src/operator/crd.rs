@@ -20,14 +20,53 @@ use serde::{Deserialize, Serialize};
 pub const GROUP: &str = "sitg.io";
 /// API version of the `BotFleet` resource.
 pub const VERSION: &str = "v1alpha1";
-/// Container image repository used when `spec.image.repository` is not set; the
+/// Container image repository used when `spec.image.repository` is not set and the
+/// operator was not told its own image (`SITG_OPERATOR_IMAGE_REPOSITORY`); the
 /// project's `Dockerfile` publishes the `sitg-bot` binary under this name.
 pub const DEFAULT_IMAGE_REPOSITORY: &str = "ghcr.io/sitg/sitg-bot";
-/// Image tag used when `spec.image.tag` is not set: the operator's own version, so an
-/// operator and the workers it deploys come from the same release. Resolved at each
-/// reconcile ([`ImageSpec::reference`]), never stored by the schema: a fleet without a
-/// tag follows the operator through upgrades.
+/// Image tag used when `spec.image.tag` is not set and the operator was not told its
+/// own image (`SITG_OPERATOR_IMAGE_TAG`): the operator's version, so an operator and
+/// the workers it deploys come from the same release. Resolved at each reconcile
+/// ([`ImageSpec::reference`]), never stored by the schema: a fleet without a tag
+/// follows the operator through upgrades.
 pub const DEFAULT_IMAGE_TAG: &str = env!("CARGO_PKG_VERSION");
+
+/// The worker image of fleets that do not pin one: the operator's own image as the
+/// chart tells it (`SITG_OPERATOR_IMAGE_REPOSITORY`, `SITG_OPERATOR_IMAGE_TAG`), each
+/// part falling back to the compiled-in [`DEFAULT_IMAGE_REPOSITORY`] and
+/// [`DEFAULT_IMAGE_TAG`]. A `helm upgrade` to another image therefore moves every
+/// fleet that pins neither, even to a tag of the same version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DefaultImage {
+    /// Repository of fleets without `spec.image.repository`, e.g. `ghcr.io/sitg/sitg-bot`.
+    pub repository: String,
+    /// Tag of fleets without `spec.image.tag`, e.g. `0.1.0`.
+    pub tag: String,
+}
+
+impl Default for DefaultImage {
+    /// The compiled-in default: [`DEFAULT_IMAGE_REPOSITORY`] at [`DEFAULT_IMAGE_TAG`].
+    fn default() -> Self {
+        Self::new(None, None)
+    }
+}
+
+impl DefaultImage {
+    /// The operator's own image; `None` or an empty string leaves that part at the
+    /// compiled-in default (an empty chart value means "unset").
+    pub fn new(repository: Option<&str>, tag: Option<&str>) -> Self {
+        fn given(v: Option<&str>) -> Option<&str> {
+            v.map(str::trim).filter(|v| !v.is_empty())
+        }
+        Self {
+            repository: given(repository)
+                .unwrap_or(DEFAULT_IMAGE_REPOSITORY)
+                .to_owned(),
+            tag: given(tag).unwrap_or(DEFAULT_IMAGE_TAG).to_owned(),
+        }
+    }
+}
+
 /// GitHub REST API base URL used when `spec.github.apiBaseUrl` is not set.
 pub const DEFAULT_GITHUB_API_BASE_URL: &str = crate::contract::env::DEFAULT_GITHUB_API_BASE_URL;
 
@@ -265,15 +304,19 @@ fn default_replicas() -> i32 {
 }
 
 /// Container image coordinates.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ImageSpec {
-    /// Image repository, e.g. `ghcr.io/sitg/sitg-bot`.
-    #[serde(default = "default_image_repository")]
+    /// Image repository, e.g. `ghcr.io/sitg/sitg-bot`. When unset, the repository of
+    /// the operator's own image, resolved at each reconcile (the chart's `image.repository`;
+    /// `ghcr.io/sitg/sitg-bot` for an operator not told its image).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 255))]
-    pub repository: String,
-    /// Image tag, e.g. `0.1.0`. When unset, the operator's own version, resolved at each
-    /// reconcile: upgrading the operator then rolls the workers to the same release.
+    pub repository: Option<String>,
+    /// Image tag, e.g. `0.1.0`. When unset, the tag of the operator's own image, resolved
+    /// at each reconcile (the chart's `image.tag`, else its appVersion; the operator's
+    /// own version for an operator not told its image): upgrading the operator then
+    /// rolls the workers to the same release.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"))]
     pub tag: Option<String>,
@@ -282,28 +325,14 @@ pub struct ImageSpec {
     pub pull_policy: PullPolicy,
 }
 
-impl Default for ImageSpec {
-    fn default() -> Self {
-        Self {
-            repository: default_image_repository(),
-            tag: None,
-            pull_policy: PullPolicy::default(),
-        }
-    }
-}
-
-fn default_image_repository() -> String {
-    DEFAULT_IMAGE_REPOSITORY.to_owned()
-}
-
 impl ImageSpec {
-    /// `repository:tag` of the worker image, the tag defaulting to the operator's own
-    /// version ([`DEFAULT_IMAGE_TAG`]).
-    pub fn reference(&self) -> String {
+    /// `repository:tag` of the worker image, each part the fleet does not pin taken
+    /// from `default` (the operator's own image, [`DefaultImage`]).
+    pub fn reference(&self, default: &DefaultImage) -> String {
         format!(
             "{}:{}",
-            self.repository,
-            self.tag.as_deref().unwrap_or(DEFAULT_IMAGE_TAG)
+            self.repository.as_deref().unwrap_or(&default.repository),
+            self.tag.as_deref().unwrap_or(&default.tag)
         )
     }
 }
@@ -702,35 +731,38 @@ mod tests {
         assert_eq!(spec.outbox.poll_interval_ms, 5000);
         assert_eq!(spec.outbox.claim_limit, 25);
         assert_eq!(spec.github.api_base_url, "https://api.github.com");
-        assert_eq!(spec.image.repository, DEFAULT_IMAGE_REPOSITORY);
+        assert_eq!(spec.image.repository, None, "resolved at reconcile");
         assert_eq!(spec.image.pull_policy, PullPolicy::IfNotPresent);
         assert!(!spec.autoscaling_enabled());
     }
 
     #[test]
-    fn the_schema_stores_no_image_tag_and_the_reconcile_resolves_it() {
-        // A default tag in the schema would be written into every BotFleet at creation
-        // and pin its workers to that release for ever.
+    fn the_schema_stores_no_image_and_the_reconcile_resolves_it() {
+        // A default repository or tag in the schema would be written into every BotFleet
+        // at creation and pin its workers to that image for ever.
         let crd = serde_json::to_value(BotFleet::crd()).expect("json");
         let image = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
             ["properties"]["image"];
         assert!(image.is_object(), "image schema present");
-        assert!(image["default"].get("tag").is_none(), "{image}");
-        assert!(
-            image["properties"]["tag"].get("default").is_none(),
-            "{image}"
-        );
-        let description = image["properties"]["tag"]["description"]
-            .as_str()
-            .unwrap_or_default();
-        assert!(
-            description.contains("operator's own version"),
-            "kubectl explain says what an unset tag means: {description}"
-        );
+        for part in ["tag", "repository"] {
+            assert!(image["default"].get(part).is_none(), "{image}");
+            assert!(
+                image["properties"][part].get("default").is_none(),
+                "{image}"
+            );
+            let description = image["properties"][part]["description"]
+                .as_str()
+                .unwrap_or_default();
+            assert!(
+                description.contains("the operator's own image"),
+                "kubectl explain says what an unset {part} means: {description}"
+            );
+        }
 
+        let compiled_in = DefaultImage::default();
         let unset = ImageSpec::default();
         assert_eq!(
-            unset.reference(),
+            unset.reference(&compiled_in),
             format!("{DEFAULT_IMAGE_REPOSITORY}:{}", env!("CARGO_PKG_VERSION"))
         );
         let pinned = ImageSpec {
@@ -738,8 +770,59 @@ mod tests {
             ..ImageSpec::default()
         };
         assert_eq!(
-            pinned.reference(),
+            pinned.reference(&compiled_in),
             format!("{DEFAULT_IMAGE_REPOSITORY}:9.9.9")
+        );
+    }
+
+    #[test]
+    fn an_unpinned_fleet_follows_the_operators_own_image() {
+        let operator = DefaultImage::new(Some("registry.example/sitg-bot"), Some("0.1.0-next"));
+        assert_eq!(
+            ImageSpec::default().reference(&operator),
+            "registry.example/sitg-bot:0.1.0-next"
+        );
+        // Each pinned part wins over the operator's.
+        let tag_pinned = ImageSpec {
+            tag: Some("1.2.3".to_owned()),
+            ..ImageSpec::default()
+        };
+        assert_eq!(
+            tag_pinned.reference(&operator),
+            "registry.example/sitg-bot:1.2.3"
+        );
+        let repository_pinned = ImageSpec {
+            repository: Some("mirror.example/bot".to_owned()),
+            ..ImageSpec::default()
+        };
+        assert_eq!(
+            repository_pinned.reference(&operator),
+            "mirror.example/bot:0.1.0-next"
+        );
+    }
+
+    #[test]
+    fn an_operator_not_told_its_image_uses_the_compiled_in_one() {
+        let compiled_in = DefaultImage {
+            repository: DEFAULT_IMAGE_REPOSITORY.to_owned(),
+            tag: env!("CARGO_PKG_VERSION").to_owned(),
+        };
+        assert_eq!(DefaultImage::new(None, None), compiled_in);
+        // The chart's empty values are "unset".
+        assert_eq!(DefaultImage::new(Some(""), Some(" ")), compiled_in);
+        assert_eq!(
+            DefaultImage::new(None, Some("2.0.0")),
+            DefaultImage {
+                tag: "2.0.0".to_owned(),
+                ..compiled_in.clone()
+            }
+        );
+        assert_eq!(
+            DefaultImage::new(Some("r.example/b"), None),
+            DefaultImage {
+                repository: "r.example/b".to_owned(),
+                ..compiled_in
+            }
         );
     }
 

@@ -15,7 +15,7 @@ use tracing::{info, warn};
 
 use super::apply::{self, FIELD_MANAGER};
 use super::build::{self, Children};
-use super::crd::BotFleet;
+use super::crd::{BotFleet, DefaultImage};
 use super::dereference::fetch_referenced_secrets;
 use super::error::Error;
 use super::redelivery::{SweepTarget, sweep_target};
@@ -43,7 +43,8 @@ impl PassReport {
     }
 }
 
-/// Reconciles one fleet.
+/// Reconciles one fleet; `default_image` (the operator's own image) fills what
+/// `spec.image` does not pin.
 ///
 /// On a missing or unusable Secret or an invalid spec, writes a `Degraded` status and
 /// a Warning event, leaves the existing children running, and returns the error so
@@ -55,6 +56,7 @@ pub async fn reconcile_fleet(
     client: &Client,
     recorder: &Recorder,
     fleet: &BotFleet,
+    default_image: &DefaultImage,
 ) -> Result<PassReport, Error> {
     let namespace = fleet
         .namespace()
@@ -65,7 +67,7 @@ pub async fn reconcile_fleet(
 
     let outcome = async {
         let values = fetch_referenced_secrets(&secrets, &fleet.spec).await?;
-        let view = validate(fleet, values)?;
+        let view = validate(fleet, values, default_image)?;
         let redelivery = sweep_target(fleet.spec.redelivery.as_ref(), &view)
             .map_err(|e| Error::InvalidSpec(format!("spec.redelivery: {e}")))?;
         let children = build::children(&view);

@@ -13,10 +13,11 @@ use tracing::info;
 
 use super::apply::FIELD_MANAGER;
 use super::controller::{Context, Scope, run_controller};
-use super::crd::BotFleet;
+use super::crd::{BotFleet, DefaultImage};
 use super::http;
 use super::leader::{LeaderError, LeaseSettings, run_as_leader};
 use super::metrics::Metrics;
+use crate::contract::operator_env;
 use crate::shutdown::{Phase, Shutdown};
 
 /// Command-line options of `sitg-bot operator`; each also reads an environment
@@ -61,6 +62,24 @@ pub struct OperatorOptions {
     /// (and create if the CRD does not exist yet).
     #[arg(long, env = "SITG_OPERATOR_APPLY_CRD", default_value_t = false)]
     pub apply_crd: bool,
+    /// Repository of the operator's own image: the worker image repository of fleets
+    /// without `spec.image.repository` (the chart sets it from `image.repository`).
+    /// Unset or empty: `ghcr.io/sitg/sitg-bot`.
+    #[arg(long, env = operator_env::OPERATOR_IMAGE_REPOSITORY)]
+    pub image_repository: Option<String>,
+    /// Tag of the operator's own image: the worker image tag of fleets without
+    /// `spec.image.tag` (the chart sets it from `image.tag`, else its appVersion).
+    /// Unset or empty: this operator's version.
+    #[arg(long, env = operator_env::OPERATOR_IMAGE_TAG)]
+    pub image_tag: Option<String>,
+}
+
+impl OperatorOptions {
+    /// The worker image of fleets that pin none ([`DefaultImage`]): the operator's
+    /// own, else the compiled-in default.
+    pub fn default_image(&self) -> DefaultImage {
+        DefaultImage::new(self.image_repository.as_deref(), self.image_tag.as_deref())
+    }
 }
 
 /// Errors that stop the operator process.
@@ -211,7 +230,16 @@ pub async fn run(options: OperatorOptions, shutdown: Shutdown) -> Result<(), Run
         "starting operator"
     );
 
-    let ctx = Arc::new(Context::new(client.clone(), metrics.clone(), &identity));
+    let default_image = options.default_image();
+    info!(
+        event = "operator_default_image",
+        repository = %default_image.repository,
+        tag = %default_image.tag,
+        "fleets without a pinned image run the operator's own"
+    );
+    let ctx = Arc::new(
+        Context::new(client.clone(), metrics.clone(), &identity).with_default_image(default_image),
+    );
     let lead = || {
         run_controller(
             ctx.clone(),
@@ -232,4 +260,37 @@ pub async fn run(options: OperatorOptions, shutdown: Shutdown) -> Result<(), Run
         });
     }
     result.map_err(RunError::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{Args, FromArgMatches};
+
+    fn options(args: &[&str]) -> OperatorOptions {
+        let command = OperatorOptions::augment_args(clap::Command::new("operator"));
+        let matches = command
+            .try_get_matches_from(std::iter::once("operator").chain(args.iter().copied()))
+            .expect("args parse");
+        OperatorOptions::from_arg_matches(&matches).expect("options")
+    }
+
+    #[test]
+    fn the_default_worker_image_is_the_one_the_operator_is_told() {
+        let told = options(&[
+            "--image-repository=registry.example/sitg-bot",
+            "--image-tag=0.1.0-next",
+        ]);
+        assert_eq!(
+            told.default_image(),
+            DefaultImage::new(Some("registry.example/sitg-bot"), Some("0.1.0-next"))
+        );
+        // Only the tag: the compiled-in repository.
+        let tag_only = options(&["--image-tag=0.1.0-next"]).default_image();
+        assert_eq!(
+            tag_only.repository,
+            super::super::crd::DEFAULT_IMAGE_REPOSITORY
+        );
+        assert_eq!(tag_only.tag, "0.1.0-next");
+    }
 }

@@ -24,7 +24,7 @@ fn key(key: &str) -> SecretKeyRef {
 pub(crate) fn sample_spec() -> BotFleetSpec {
     BotFleetSpec {
         image: ImageSpec {
-            repository: "ghcr.io/sitg/sitg-bot".to_owned(),
+            repository: Some("ghcr.io/sitg/sitg-bot".to_owned()),
             tag: Some("1.2.3".to_owned()),
             pull_policy: PullPolicy::IfNotPresent,
         },
@@ -91,7 +91,11 @@ pub(crate) fn sample_secret_values() -> SecretValues {
 }
 
 pub(crate) fn sample_view() -> ValidFleet {
-    match validate(&sample_fleet(), sample_secret_values()) {
+    match validate(
+        &sample_fleet(),
+        sample_secret_values(),
+        &crate::operator::crd::DefaultImage::default(),
+    ) {
         Ok(view) => view,
         Err(e) => panic!("sample fleet is valid: {e}"),
     }

@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::{Resource, ResourceExt};
 
-use super::crd::{AutoscalingMode, BotFleet, LogLevel, PullPolicy};
+use super::crd::{AutoscalingMode, BotFleet, DefaultImage, LogLevel, PullPolicy};
 use super::dereference::{SecretValues, secret_refs};
 use super::error::Error;
 use crate::contract::env;
@@ -97,13 +97,18 @@ pub struct ValidFleet {
     pub hpa_behavior: Option<HorizontalPodAutoscalerBehavior>,
 }
 
-/// Checks a fleet and its Secret values.
+/// Checks a fleet and its Secret values; the image parts the fleet does not pin come
+/// from `default_image` (the operator's own image).
 ///
 /// # Errors
 /// [`Error::InvalidSpec`] for an inconsistent spec or a fleet without namespace or
 /// uid; [`Error::InvalidSecretValue`] for an empty or non-UTF-8 value, or a private
 /// key that is not PEM.
-pub fn validate(fleet: &BotFleet, secrets: SecretValues) -> Result<ValidFleet, Error> {
+pub fn validate(
+    fleet: &BotFleet,
+    secrets: SecretValues,
+    default_image: &DefaultImage,
+) -> Result<ValidFleet, Error> {
     let spec = &fleet.spec;
     let name = fleet.name_any();
     let namespace = fleet
@@ -165,7 +170,7 @@ pub fn validate(fleet: &BotFleet, secrets: SecretValues) -> Result<ValidFleet, E
         name,
         namespace,
         owner,
-        image: spec.image.reference(),
+        image: spec.image.reference(default_image),
         pull_policy: spec.image.pull_policy,
         settings: WorkerSettings {
             github_app_id: spec.github.app_id,
@@ -237,7 +242,8 @@ mod tests {
     #[test]
     fn valid_fleet_carries_the_settings() {
         let fleet = sample_fleet();
-        let view = validate(&fleet, sample_secret_values()).expect("valid");
+        let view =
+            validate(&fleet, sample_secret_values(), &DefaultImage::default()).expect("valid");
         assert_eq!(view.name, "bots");
         assert_eq!(view.namespace, "sitg");
         assert_eq!(view.owner.kind, "BotFleet");
@@ -252,6 +258,19 @@ mod tests {
     }
 
     #[test]
+    fn an_unpinned_image_is_the_operators_own() {
+        let mut fleet = sample_fleet();
+        fleet.spec.image.repository = None;
+        fleet.spec.image.tag = None;
+        let operator = DefaultImage::new(Some("ghcr.io/sitg/sitg-bot"), Some("0.1.0-next"));
+        let view = validate(&fleet, sample_secret_values(), &operator).expect("valid");
+        assert_eq!(view.image, "ghcr.io/sitg/sitg-bot:0.1.0-next");
+        // The pinned tag of the sample wins over the operator's.
+        let view = validate(&sample_fleet(), sample_secret_values(), &operator).expect("valid");
+        assert_eq!(view.image, "ghcr.io/sitg/sitg-bot:1.2.3");
+    }
+
+    #[test]
     fn autoscaling_block_switches_the_policy() {
         let mut fleet = sample_fleet();
         fleet.spec.autoscaling = Some(AutoscalingSpec {
@@ -262,7 +281,8 @@ mod tests {
             target_outbox_lag_seconds: 20,
             behavior: None,
         });
-        let view = validate(&fleet, sample_secret_values()).expect("valid");
+        let view =
+            validate(&fleet, sample_secret_values(), &DefaultImage::default()).expect("valid");
         assert_eq!(
             view.scaling,
             Scaling::Autoscaled {
@@ -274,13 +294,15 @@ mod tests {
         if let Some(a) = fleet.spec.autoscaling.as_mut() {
             a.enabled = false;
         }
-        let view = validate(&fleet, sample_secret_values()).expect("valid");
+        let view =
+            validate(&fleet, sample_secret_values(), &DefaultImage::default()).expect("valid");
         assert_eq!(view.scaling, Scaling::Fixed(2));
         if let Some(a) = fleet.spec.autoscaling.as_mut() {
             a.enabled = true;
             a.mode = AutoscalingMode::External;
         }
-        let view = validate(&fleet, sample_secret_values()).expect("valid");
+        let view =
+            validate(&fleet, sample_secret_values(), &DefaultImage::default()).expect("valid");
         assert_eq!(view.scaling, Scaling::External);
     }
 
@@ -296,7 +318,7 @@ mod tests {
             behavior: None,
         });
         assert!(matches!(
-            validate(&fleet, sample_secret_values()),
+            validate(&fleet, sample_secret_values(), &DefaultImage::default()),
             Err(Error::InvalidSpec(m)) if m.contains("minReplicas (5) exceeds")
         ));
         fleet.spec.autoscaling = Some(AutoscalingSpec {
@@ -309,7 +331,7 @@ mod tests {
         });
         fleet.spec.outbox.polling_enabled = false;
         assert!(matches!(
-            validate(&fleet, sample_secret_values()),
+            validate(&fleet, sample_secret_values(), &DefaultImage::default()),
             Err(Error::InvalidSpec(m)) if m.contains("pollingEnabled")
         ));
     }
@@ -322,7 +344,7 @@ mod tests {
             ("GITHUB_APP_PRIVATE_KEY", b"hunter2-not-a-key".to_vec()),
             ("BACKEND_INTERNAL_HMAC_SECRET", b"hm".to_vec()),
         ]);
-        let err = validate(&fleet, values).expect_err("not PEM");
+        let err = validate(&fleet, values, &DefaultImage::default()).expect_err("not PEM");
         assert_eq!(err.degraded_reason(), Some("InvalidSecretValue"));
         let text = err.to_string();
         assert!(text.contains("is not a PEM private key"), "{text}");
@@ -337,7 +359,7 @@ mod tests {
             ("BACKEND_INTERNAL_HMAC_SECRET", b"hm".to_vec()),
         ]);
         assert!(
-            validate(&fleet, empty)
+            validate(&fleet, empty, &DefaultImage::default())
                 .expect_err("empty")
                 .to_string()
                 .contains("is empty")
@@ -351,7 +373,7 @@ mod tests {
             ("BACKEND_INTERNAL_HMAC_SECRET", b"hm".to_vec()),
         ]);
         assert!(
-            validate(&fleet, binary)
+            validate(&fleet, binary, &DefaultImage::default())
                 .expect_err("binary")
                 .to_string()
                 .contains("not UTF-8")
@@ -363,7 +385,7 @@ mod tests {
         let mut fleet = sample_fleet();
         fleet.metadata.uid = None;
         assert!(matches!(
-            validate(&fleet, sample_secret_values()),
+            validate(&fleet, sample_secret_values(), &DefaultImage::default()),
             Err(Error::InvalidSpec(_))
         ));
     }

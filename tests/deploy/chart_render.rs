@@ -12,8 +12,9 @@ use std::process::Command;
 use crate::support::*;
 use clap::{Args, FromArgMatches};
 use serde_json::{Value, json};
+use sitg_bot::contract::operator_env;
 use sitg_bot::operator::build::{self, LAG_METRIC};
-use sitg_bot::operator::crd::DEFAULT_IMAGE_REPOSITORY;
+use sitg_bot::operator::crd::{DEFAULT_IMAGE_REPOSITORY, DefaultImage};
 use sitg_bot::operator::dereference::{SecretValues, secret_refs};
 use sitg_bot::operator::validate::validate;
 use sitg_bot::operator::{BotFleet, OperatorOptions};
@@ -242,6 +243,29 @@ fn default_render_installs_the_operator_with_cluster_rbac() {
         env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"], "metadata.name",
         "the leader identity is the pod name"
     );
+    // The operator's own image, the worker image of fleets that pin none.
+    assert_eq!(
+        env[operator_env::OPERATOR_IMAGE_REPOSITORY]["value"],
+        DEFAULT_IMAGE_REPOSITORY
+    );
+    assert_eq!(
+        env[operator_env::OPERATOR_IMAGE_TAG]["value"],
+        env!("CARGO_PKG_VERSION"),
+        "an empty image.tag is the chart's appVersion"
+    );
+    assert_eq!(
+        format!(
+            "{}:{}",
+            env[operator_env::OPERATOR_IMAGE_REPOSITORY]["value"]
+                .as_str()
+                .expect("repository"),
+            env[operator_env::OPERATOR_IMAGE_TAG]["value"]
+                .as_str()
+                .expect("tag")
+        ),
+        container["image"].as_str().expect("image"),
+        "the operator is told the image it runs"
+    );
 
     let options = operator_options(deployment);
     assert_eq!(
@@ -365,7 +389,9 @@ fn children_of(fleet_object: &Value) -> build::Children {
         };
         (u.env, value.as_bytes().to_vec())
     }));
-    build::children(&validate(&fleet, values).expect("the rendered fleet validates"))
+    build::children(
+        &validate(&fleet, values, &DefaultImage::default()).expect("the rendered fleet validates"),
+    )
 }
 
 fn assert_selects(selector: &Value, labels: &BTreeMap<String, String>, what: &str) {

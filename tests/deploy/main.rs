@@ -11,6 +11,7 @@ mod chart_install;
 mod chart_keda;
 mod chart_render;
 mod node_e2e;
+mod node_rollout;
 mod node_support;
 mod provision_service_bot_key;
 mod redeliver_units;

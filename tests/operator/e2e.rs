@@ -19,7 +19,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 use sitg_bot::operator::apply::owns_replicas;
 use sitg_bot::operator::build::CHECKSUM_ANNOTATION;
-use sitg_bot::operator::crd::{AutoscalingMode, AutoscalingSpec};
+use sitg_bot::operator::crd::{AutoscalingMode, AutoscalingSpec, DefaultImage};
 use sitg_bot::operator::{BotFleet, reconcile_fleet};
 
 use crate::support::*;
@@ -457,24 +457,39 @@ async fn a_pass_over_an_unchanged_fleet_writes_nothing() {
         let name = fleet.name_any();
         create_fleet(&client, &ns, &fleet).await;
 
-        let first = reconcile_fleet(&client, &recorder, &api.get(&name).await.expect("fleet"))
-            .await
-            .expect("first pass");
+        let first = reconcile_fleet(
+            &client,
+            &recorder,
+            &api.get(&name).await.expect("fleet"),
+            &DefaultImage::default(),
+        )
+        .await
+        .expect("first pass");
         assert!(first.changed.contains(&"Deployment"), "{name}: {first:?}");
         assert!(first.status_written, "{name}: {first:?}");
         wait_deployment_settled(&client, &ns, &name).await;
         // Picks up the settled Deployment status.
-        reconcile_fleet(&client, &recorder, &api.get(&name).await.expect("fleet"))
-            .await
-            .expect("second pass");
+        reconcile_fleet(
+            &client,
+            &recorder,
+            &api.get(&name).await.expect("fleet"),
+            &DefaultImage::default(),
+        )
+        .await
+        .expect("second pass");
 
         // Let the clock pass a whole second, the precision of stored timestamps, so a
         // pass that stamps "now" into anything would show up as a write.
         tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
         let before = resource_versions(&client, &ns, &name).await;
-        let report = reconcile_fleet(&client, &recorder, &api.get(&name).await.expect("fleet"))
-            .await
-            .expect("third pass");
+        let report = reconcile_fleet(
+            &client,
+            &recorder,
+            &api.get(&name).await.expect("fleet"),
+            &DefaultImage::default(),
+        )
+        .await
+        .expect("third pass");
         let after = resource_versions(&client, &ns, &name).await;
         assert!(report.wrote_nothing(), "{name}: {report:?}");
         assert_eq!(

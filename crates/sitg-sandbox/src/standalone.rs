@@ -11,6 +11,7 @@
 //! | --- | --- |
 //! | `GET /stats` | both simulators' counters and the outbox by status, as JSON |
 //! | `POST /actions?count=N` | puts `N` `UPSERT_PR_COMMENT` actions in the outbox |
+//! | `GET /deliveries` | `{"pull_request": {DELIVERY_ID: N}}`: the backend's ingest requests per delivery, duplicates included (a delivery forwarded twice has 2) |
 //!
 //! The credentials are generated per run and worthless outside it.
 
@@ -232,9 +233,14 @@ fn enqueue_actions(backend: &BackendSim, count: u32) {
     }
 }
 
+async fn deliveries(State(c): State<Control>) -> Json<Value> {
+    Json(json!({"pull_request": c.backend.ingest_requests("pull_request")}))
+}
+
 fn control_router(control: Control) -> Router {
     Router::new()
         .route("/stats", get(stats))
+        .route("/deliveries", get(deliveries))
         .route("/actions", post(enqueue))
         .with_state(control)
 }
@@ -426,6 +432,15 @@ mod tests {
             .unwrap();
         assert_eq!(stats["outbox"]["pending"], 3);
         assert_eq!(stats["github"]["token_mints"], 0);
+        let deliveries: Value = client
+            .get(format!("{}/deliveries", served.base_url()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(deliveries, json!({"pull_request": {}}));
         let too_many = client
             .post(format!(
                 "{}/actions?count={}",

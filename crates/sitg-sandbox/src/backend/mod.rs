@@ -336,6 +336,14 @@ impl BackendSim {
         self.read(|s| s.store.events())
     }
 
+    /// Authenticated ingest requests per delivery id of `event_name` (e.g.
+    /// `pull_request`), duplicates included: 1 for a delivery the worker forwarded
+    /// once, more for one it sent again (the backend answered `DUPLICATE`). Unlike
+    /// [`BackendSim::events`] not bounded.
+    pub fn ingest_requests(&self, event_name: &str) -> BTreeMap<String, u64> {
+        self.read(|s| s.store.ingest_requests(event_name))
+    }
+
     /// Installations known from installation-sync events, by id.
     pub fn installations(&self) -> Vec<InstallationRecord> {
         self.read(|s| s.store.installations())

@@ -292,6 +292,9 @@ pub(crate) enum IngestReply<T> {
 pub(crate) struct Store {
     policy: GatePolicy,
     spent_deliveries: HashSet<(String, String)>,
+    /// Authenticated ingest requests per `(delivery_id, event_name)`, duplicates
+    /// included: a count above 1 is a delivery the worker sent more than once.
+    ingest_requests: HashMap<(String, String), u64>,
     events: VecDeque<IngestRecord>,
     max_events: usize,
     challenges: HashMap<(i64, i64), Uuid>,
@@ -308,6 +311,7 @@ impl Store {
         Self {
             policy,
             spent_deliveries: HashSet::new(),
+            ingest_requests: HashMap::new(),
             events: VecDeque::new(),
             max_events,
             challenges: HashMap::new(),
@@ -323,8 +327,13 @@ impl Store {
         self.policy = policy;
     }
 
-    /// Spends `(delivery_id, event_name)`; false when it was spent before.
+    /// Spends `(delivery_id, event_name)`; false when it was spent before. Counts the
+    /// request either way ([`Store::ingest_requests`]).
     fn spend(&mut self, delivery_id: &str, event_name: &str) -> bool {
+        *self
+            .ingest_requests
+            .entry((delivery_id.to_owned(), event_name.to_owned()))
+            .or_default() += 1;
         self.spent_deliveries
             .insert((delivery_id.to_owned(), event_name.to_owned()))
     }
@@ -649,6 +658,16 @@ impl Store {
             ActionStatus::Pending => self.pending.len(),
             _ => self.actions.values().filter(|a| a.status == status).count(),
         }
+    }
+
+    /// Ingest requests per delivery id of `event_name` (`pull_request`, `installation`,
+    /// ...), duplicates included, not bounded like [`Store::events`].
+    pub(crate) fn ingest_requests(&self, event_name: &str) -> BTreeMap<String, u64> {
+        self.ingest_requests
+            .iter()
+            .filter(|((_, event), _)| event == event_name)
+            .map(|((delivery, _), n)| (delivery.clone(), *n))
+            .collect()
     }
 
     pub(crate) fn events(&self) -> Vec<IngestRecord> {

@@ -285,6 +285,25 @@ async fn a_redelivery_is_a_duplicate_and_enqueues_nothing() {
 }
 
 #[tokio::test]
+async fn ingest_requests_are_counted_per_delivery_duplicates_included() {
+    let h = Harness::default().await;
+    let twice = pr_body("d-twice", &sha());
+    let once = pr_body("d-once", &sha());
+    assert_eq!(
+        h.ingest_pr(&twice, now() - 1).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(h.ingest_pr(&twice, now()).await.status(), StatusCode::OK);
+    assert_eq!(h.ingest_pr(&once, now()).await.status(), StatusCode::OK);
+    let counts = h.sim.ingest_requests("pull_request");
+    assert_eq!(
+        counts,
+        BTreeMap::from([("d-once".to_owned(), 1), ("d-twice".to_owned(), 2)])
+    );
+    assert!(h.sim.ingest_requests("installation").is_empty());
+}
+
+#[tokio::test]
 async fn an_overlong_head_sha_burns_the_delivery() {
     let h = Harness::default().await;
     let bad = pr_body("d-1", &format!("{}0", sha()));
