@@ -56,6 +56,9 @@ const GITHUB_LATENCY_MS: u64 = 250;
 const BACKLOG: u32 = 300;
 const TOP_UP: u32 = 200;
 const TOP_UP_BELOW: u64 = 150;
+/// What each GitHub simulator answer waits during the trickle: an action then takes
+/// about 2 s, so every pod has some in flight when the scale-down terminates it.
+const TRICKLE_GITHUB_LATENCY_MS: u64 = 1000;
 /// The trickle during the scale-down: one action every `TRICKLE_EVERY` (2/s, half of
 /// what two replicas claim).
 const TRICKLE_EVERY: Duration = Duration::from_millis(500);
@@ -349,6 +352,7 @@ fn the_hpa_scales_a_fleet_up_and_down_on_outbox_lag_on_a_real_node() {
     let mut drained_at_scale: Option<f64> = None;
     let mut back_at_min: Option<f64> = None;
     let mut idle_samples = 0;
+    let mut held_at_termination: BTreeMap<String, u64> = BTreeMap::new();
     loop {
         let now = Instant::now();
         let t = load_start.elapsed().as_secs_f64();
@@ -406,6 +410,14 @@ fn the_hpa_scales_a_fleet_up_and_down_on_outbox_lag_on_a_real_node() {
                 if sample.pending == 0 && sample.lag_avg.is_some_and(|l| l < TARGET_LAG) {
                     drained_at_scale = Some(t);
                     phase = "trickle";
+                    // Slower GitHub answers keep actions in flight on every pod, so the
+                    // pods the scale-down terminates hold claims.
+                    rt.block_on(set_github_latency(
+                        &client,
+                        control,
+                        TRICKLE_GITHUB_LATENCY_MS,
+                    ))
+                    .expect("GitHub latency");
                     trickle_on.store(true, Ordering::SeqCst);
                     let (client, control, on, enqueued) = (
                         client.clone(),
@@ -455,7 +467,28 @@ fn the_hpa_scales_a_fleet_up_and_down_on_outbox_lag_on_a_real_node() {
                 stack.log_tails()
             );
         }
-        std::thread::sleep(SAMPLE.saturating_sub(now.elapsed()));
+        // Between samples: the fleet's pods the moment they are terminating (the kubelet
+        // sends SIGTERM then), with what each holds (claimed, not yet reported).
+        while now.elapsed() < SAMPLE {
+            if phase == "trickle" {
+                for pod in fleet_pods(&node, FLEET) {
+                    let name = pod["metadata"]["name"].as_str().unwrap_or_default();
+                    if pod["metadata"]["deletionTimestamp"].is_null()
+                        || held_at_termination.contains_key(name)
+                    {
+                        continue;
+                    }
+                    let s = stats(&rt, &client, control).expect("stats");
+                    let w = &s["workers"][name];
+                    let held =
+                        u(&w["claims"]).saturating_sub(u(&w["succeeded"]) + u(&w["released"]));
+                    held_at_termination.insert(name.to_owned(), held);
+                }
+            }
+            std::thread::sleep(
+                Duration::from_millis(500).min(SAMPLE.saturating_sub(now.elapsed())),
+            );
+        }
     }
     print_timeline(&samples);
     if let Ok(path) = std::env::var(TIMELINE_ENV) {
@@ -466,6 +499,8 @@ fn the_hpa_scales_a_fleet_up_and_down_on_outbox_lag_on_a_real_node() {
             "target_lag_seconds": TARGET_LAG,
             "scale_down_window_seconds": SCALE_DOWN_WINDOW,
             "github_latency_ms": GITHUB_LATENCY_MS,
+            "trickle_github_latency_ms": TRICKLE_GITHUB_LATENCY_MS,
+            "held_at_termination": held_at_termination,
             "sample_seconds": SAMPLE.as_secs(),
             "samples": samples,
         });
@@ -550,9 +585,16 @@ fn the_hpa_scales_a_fleet_up_and_down_on_outbox_lag_on_a_real_node() {
         .map(|(id, w)| (id.clone(), u(&w["released"])))
         .filter(|(_, n)| *n > 0)
         .collect();
+    assert!(
+        held_at_termination.len() as u64
+            >= MAX_REPLICAS.min(peak(|s| s.deployment_replicas)) - MIN_REPLICAS,
+        "the scale-down's terminating pods were seen: {held_at_termination:?}"
+    );
     println!(
-        "node autoscaling: {total} actions, scaled {MIN_REPLICAS} -> {} -> {MIN_REPLICAS}, \
-         released by draining pods: {released:?}; load {:.0} s, test {:?}",
+        "node autoscaling: {total} actions, scaled {MIN_REPLICAS} -> {} -> {MIN_REPLICAS}; \
+         claimed actions held by the pods the scale-down terminated, at SIGTERM: \
+         {held_at_termination:?}; released unexecuted by their drain: {released:?}; \
+         load {:.0} s, test {:?}",
         peak(|s| s.deployment_replicas),
         load_start.elapsed().as_secs_f64(),
         started.elapsed()
