@@ -16,9 +16,10 @@
 //!    From what the API server reports: the HPA's desired and current replicas go above
 //!    2, the Deployment's `replicas` is raised, the new pods become Ready and claim (the
 //!    simulators count claims per worker id = pod name), the lag falls under the target.
-//! 4. A trickle of actions the two replicas keep up with runs while the HPA scales back
-//!    to 2 after the window: the pods it terminates may hold claimed actions, which
-//!    their drain reports back (`WORKER_SHUTDOWN`, counted per worker).
+//! 4. A trickle of actions the two replicas keep up with, GitHub answering after
+//!    `TRICKLE_GITHUB_LATENCY_MS`, runs while the HPA scales back to 2 after the window:
+//!    the pods it terminates hold claimed actions at SIGTERM (recorded per pod), which
+//!    their drain runs to the end or reports back unexecuted (`WORKER_SHUTDOWN`).
 //! 5. Every action executed exactly once (one comment created per action, no update,
 //!    DONE count == enqueued), none left CLAIMED or PENDING.
 //!
