@@ -17,6 +17,7 @@
 #        CARGO_TARGET_DIR, KEEP_RUN_DIR=1
 # Needs: what scripts/node.sh and scripts/metrics-stack.sh need (root, containerd, go
 #        caches), python3.
+# shellcheck source=scripts/bench/lib.sh
 source "$(dirname "$0")/lib.sh"
 
 OUT_DIR="${1:-$REPO_DIR/docs/img}"
@@ -25,7 +26,7 @@ export SITG_CP_HPA_SYNC_PERIOD="${SITG_CP_HPA_SYNC_PERIOD:-5s}"
 need python3 flock podman
 mkdir -p "$OUT_DIR"
 OUT_DIR="$(cd "$OUT_DIR" && pwd -P)"
-cd "$REPO_DIR"
+cd "$REPO_DIR" || exit 1
 
 if [[ -z "${SKIP_IMAGE_BUILD:-}" ]]; then
 	log "scripts/image.sh build"
@@ -40,6 +41,7 @@ SITG_TEST_SANDBOX_IMAGE="$(scripts/image.sh name sitg-sandbox)"
 export SITG_AUTOSCALING_TIMELINE="$RUN_DIR/timeline.json"
 
 log "waiting for the node lock $LOCK"
+# shellcheck disable=SC2016 # the inner script expands its own variables
 flock "$LOCK" bash -c '
 set -euo pipefail
 node="$1"

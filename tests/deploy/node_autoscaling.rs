@@ -487,7 +487,7 @@ fn the_hpa_scales_a_fleet_up_and_down_on_outbox_lag_on_a_real_node() {
                 }
             }
             std::thread::sleep(
-                Duration::from_millis(500).min(SAMPLE.saturating_sub(now.elapsed())),
+                Duration::from_millis(200).min(SAMPLE.saturating_sub(now.elapsed())),
             );
         }
     }
