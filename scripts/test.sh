@@ -17,7 +17,8 @@
 # 4. unless SITG_TEST_NODE=0: builds the images (scripts/image.sh) and runs the fleet on a
 #    real one-node cluster (scripts/node.sh) in the same cargo test run
 #    (tests/deploy/node_e2e.rs; node_rollout.rs rolls it to a second image, scripts/image.sh
-#    next, under load), then checks the node left nothing behind.
+#    next, under load; node_autoscaling.rs has the HPA scale a fleet on outbox lag), then
+#    checks the node left nothing behind.
 #
 # Environment: CARGO_TARGET_DIR (default /var/cache/sitg-bot/cargo-target),
 # SITG_CARGO_TARGET_MAX_GB (default 30: past it the target dir is cleaned first),
@@ -101,7 +102,9 @@ if [[ "${SITG_TEST_NODE:-1}" != 0 ]]; then
 	scripts/image.sh next
 	step "start a one-node cluster (scripts/node.sh)"
 	node="$(mktemp -d /tmp/sitg-test-node.XXXXXX)"
-	SITG_NODE_OWNER_PID=$$ scripts/node.sh up "$node" >/dev/null
+	# The HPA controller reconciles every 5 s instead of 15 s: the autoscaling test
+	# (tests/deploy/node_autoscaling.rs) then sees both scaling directions sooner.
+	SITG_CP_HPA_SYNC_PERIOD=5s SITG_NODE_OWNER_PID=$$ scripts/node.sh up "$node" >/dev/null
 	for which in sitg-bot sitg-bot-next sitg-sandbox; do
 		scripts/image.sh archive "$which" "$node/$which.tar"
 		scripts/node.sh import "$node" "$node/$which.tar" >/dev/null

@@ -5,11 +5,16 @@
 //! (`scripts/test.sh` installs the tools and turns it on).
 
 mod support;
+// `metrics_stack` is shared with the operator tests, which include the support module
+// under this name.
+use support as deploy_support;
 
 mod artifacts;
 mod chart_install;
 mod chart_keda;
 mod chart_render;
+mod metrics_stack;
+mod node_autoscaling;
 mod node_e2e;
 mod node_rollout;
 mod node_support;

@@ -12,25 +12,33 @@
 //! | `GET /stats` | both simulators' counters and the outbox by status, as JSON |
 //! | `POST /actions?count=N` | puts `N` `UPSERT_PR_COMMENT` actions in the outbox |
 //! | `GET /deliveries` | `{"pull_request": {DELIVERY_ID: N}}`: the backend's ingest requests per delivery, duplicates included (a delivery forwarded twice has 2) |
+//! | `PUT /github/latency?ms=N` | every GitHub simulator answer from now on waits `N` ms (replaces the previous value, `--github-latency-ms` included; 0: none) |
+//!
+//! `/stats` also counts per `worker_id` (the claimer's, as claims and results name it):
+//! `workers.<id>.claims` (actions handed out to it), `.succeeded` (its `SUCCEEDED`
+//! reports) and `.released` (its `RETRYABLE_FAILURE` / `WORKER_SHUTDOWN` reports: what a
+//! stopping worker gave back unexecuted).
 //!
 //! The credentials are generated per run and worthless outside it.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
+use parking_lot::Mutex;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::Served;
-use super::backend::{ActionStatus, BackendSim, BackendStats, GatePolicy, NewAction};
-use super::github::{Fault, FaultRule, GitHubSim, GitHubStats};
+use super::backend::{ActionStatus, BackendSim, BackendStats, GatePolicy, NewAction, Outcome};
+use super::github::{Fault, FaultId, FaultRule, GitHubSim, GitHubStats};
 use super::peers::{Listen, Peers, PeersError};
 
 /// Installations the outbox actions of the control API are spread over.
@@ -39,6 +47,8 @@ pub const BENCH_INSTALLATIONS: i64 = 4;
 pub const BENCH_REPOSITORIES_PER_INSTALLATION: i64 = 5;
 /// Most actions one `POST /actions` may enqueue.
 pub const MAX_ENQUEUE: u32 = 100_000;
+/// Largest latency `PUT /github/latency` accepts, in milliseconds.
+pub const MAX_GITHUB_LATENCY_MS: u64 = 60_000;
 
 /// Options of `sitg-sandbox serve`.
 #[derive(Debug, Clone, clap::Args)]
@@ -142,11 +152,40 @@ pub fn bench_action(n: u64) -> NewAction {
 struct Control {
     backend: BackendSim,
     github: GitHubSim,
+    /// The GitHub latency rule in force (`--github-latency-ms` or `PUT /github/latency`).
+    latency: Arc<Mutex<Option<FaultId>>>,
+}
+
+impl Control {
+    fn new(backend: BackendSim, github: GitHubSim) -> Self {
+        Self {
+            backend,
+            github,
+            latency: Arc::default(),
+        }
+    }
+
+    /// Replaces the GitHub simulator's latency rule: every answer waits `latency`
+    /// (none when zero).
+    fn set_github_latency(&self, latency: Duration) {
+        let mut current = self.latency.lock();
+        if let Some(id) = current.take() {
+            self.github.remove_fault(id);
+        }
+        if !latency.is_zero() {
+            *current = Some(self.github.inject(FaultRule::new(Fault::Latency(latency))));
+        }
+    }
 }
 
 #[derive(Deserialize)]
 struct EnqueueQuery {
     count: u32,
+}
+
+#[derive(Deserialize)]
+struct LatencyQuery {
+    ms: u64,
 }
 
 fn status_counts(backend: &BackendSim) -> Value {
@@ -201,12 +240,65 @@ fn github_json(stats: &GitHubStats) -> Value {
     })
 }
 
+/// `{worker_id: {"claims", "succeeded", "released"}}` over every action's history.
+fn workers_json(backend: &BackendSim) -> Value {
+    #[derive(Default)]
+    struct PerWorker {
+        claims: u64,
+        succeeded: u64,
+        released: u64,
+    }
+    let mut workers: BTreeMap<String, PerWorker> = BTreeMap::new();
+    for action in backend.actions() {
+        for claim in &action.claims {
+            workers.entry(claim.worker_id.clone()).or_default().claims += 1;
+        }
+        for result in &action.results {
+            let w = workers.entry(result.worker_id.clone()).or_default();
+            match result.outcome {
+                Outcome::Succeeded => w.succeeded += 1,
+                Outcome::RetryableFailure
+                    if result.failure_code.as_deref() == Some("WORKER_SHUTDOWN") =>
+                {
+                    w.released += 1
+                }
+                _ => {}
+            }
+        }
+    }
+    workers
+        .into_iter()
+        .map(|(id, w)| {
+            (
+                id,
+                json!({"claims": w.claims, "succeeded": w.succeeded, "released": w.released}),
+            )
+        })
+        .collect::<serde_json::Map<String, Value>>()
+        .into()
+}
+
 async fn stats(State(c): State<Control>) -> Json<Value> {
     Json(json!({
         "backend": backend_json(&c.backend.stats()),
         "outbox": status_counts(&c.backend),
         "github": github_json(&c.github.stats()),
+        "workers": workers_json(&c.backend),
     }))
+}
+
+async fn github_latency(
+    State(c): State<Control>,
+    Query(q): Query<LatencyQuery>,
+) -> (StatusCode, Json<Value>) {
+    if q.ms > MAX_GITHUB_LATENCY_MS {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": format!("ms must be at most {MAX_GITHUB_LATENCY_MS}")})),
+        );
+    }
+    c.set_github_latency(Duration::from_millis(q.ms));
+    (StatusCode::OK, Json(json!({"github_latency_ms": q.ms})))
 }
 
 async fn enqueue(
@@ -242,6 +334,7 @@ fn control_router(control: Control) -> Router {
         .route("/stats", get(stats))
         .route("/deliveries", get(deliveries))
         .route("/actions", post(enqueue))
+        .route("/github/latency", put(github_latency))
         .with_state(control)
 }
 
@@ -288,13 +381,8 @@ pub async fn run(
             .backend
             .set_latency(Duration::from_millis(args.backend_latency_ms));
     }
-    if args.github_latency_ms > 0 {
-        peers
-            .github
-            .inject(FaultRule::new(Fault::Latency(Duration::from_millis(
-                args.github_latency_ms,
-            ))));
-    }
+    let control_state = Control::new(peers.backend.clone(), peers.github.clone());
+    control_state.set_github_latency(Duration::from_millis(args.github_latency_ms));
     let repositories = bench_repositories();
     for installation in 1..=BENCH_INSTALLATIONS {
         let repos = repositories
@@ -311,10 +399,7 @@ pub async fn run(
     enqueue_actions(&peers.backend, args.actions);
 
     let control = Served::bind(
-        control_router(Control {
-            backend: peers.backend.clone(),
-            github: peers.github.clone(),
-        }),
+        control_router(control_state),
         std::net::SocketAddr::new(args.bind_address, args.control_port),
     )
     .await
@@ -406,10 +491,10 @@ mod tests {
     async fn control_api_enqueues_and_counts() {
         crate::tls::install_crypto_provider();
         let peers = Peers::start().await.unwrap();
-        let served = Served::bind_local(control_router(Control {
-            backend: peers.backend.clone(),
-            github: peers.github.clone(),
-        }))
+        let served = Served::bind_local(control_router(Control::new(
+            peers.backend.clone(),
+            peers.github.clone(),
+        )))
         .await
         .unwrap();
         let client = reqwest::Client::new();
@@ -451,5 +536,103 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(too_many.status(), 400);
+    }
+
+    /// `PUT /github/latency` delays every GitHub simulator answer from then on, a second
+    /// call replaces the first, 0 removes it; `/stats` counts claims and reports per worker.
+    #[tokio::test]
+    async fn control_api_sets_github_latency_and_counts_per_worker() {
+        crate::tls::install_crypto_provider();
+        let peers = Peers::start().await.unwrap();
+        let served = Served::bind_local(control_router(Control::new(
+            peers.backend.clone(),
+            peers.github.clone(),
+        )))
+        .await
+        .unwrap();
+        let client = reqwest::Client::new();
+        let github = peers.github_server.base_url();
+        // `GET /app` with an App JWT: a route the faults apply to.
+        let now = chrono::Utc::now().timestamp();
+        let key =
+            jsonwebtoken::EncodingKey::from_rsa_pem(peers.app_key.private_pem.expose().as_bytes())
+                .unwrap();
+        let jwt = jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
+            &json!({"iat": now - 60, "exp": now + 540, "iss": crate::peers::SANDBOX_APP_ID}),
+            &key,
+        )
+        .unwrap();
+        let timed_get = || async {
+            let start = std::time::Instant::now();
+            let answer = client
+                .get(format!("{github}/app"))
+                .bearer_auth(&jwt)
+                .header("accept", "application/vnd.github+json")
+                .header("user-agent", "sitg-sandbox-test")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(answer.status(), 200);
+            start.elapsed()
+        };
+        let set = |ms: u64| {
+            let (client, url) = (client.clone(), served.base_url());
+            async move {
+                client
+                    .put(format!("{url}/github/latency?ms={ms}"))
+                    .send()
+                    .await
+                    .unwrap()
+            }
+        };
+        assert_eq!(set(400).await.status(), 200);
+        assert!(timed_get().await >= Duration::from_millis(400));
+        // Replaced, not added up: 400 + 300 would be 700.
+        assert_eq!(set(300).await.status(), 200);
+        let replaced = timed_get().await;
+        assert!(replaced >= Duration::from_millis(300), "{replaced:?}");
+        assert!(replaced < Duration::from_millis(700), "{replaced:?}");
+        assert_eq!(set(0).await.status(), 200);
+        assert!(timed_get().await < Duration::from_millis(300));
+        assert_eq!(set(MAX_GITHUB_LATENCY_MS + 1).await.status(), 400);
+
+        // Per worker: claims, successes and shutdown releases, as the store recorded them.
+        let ids: Vec<_> = (0..3)
+            .map(|n| peers.backend.enqueue_action(bench_action(n)))
+            .collect();
+        let now = chrono::Utc::now();
+        let claimed = peers.backend.claim_for_test("pod-a", 2, now);
+        assert_eq!(claimed.len(), 2);
+        peers
+            .backend
+            .report_for_test(ids[0], "pod-a", Outcome::Succeeded, None, now)
+            .unwrap();
+        peers
+            .backend
+            .report_for_test(
+                ids[1],
+                "pod-a",
+                Outcome::RetryableFailure,
+                Some("WORKER_SHUTDOWN".into()),
+                now,
+            )
+            .unwrap();
+        assert_eq!(peers.backend.claim_for_test("pod-b", 5, now).len(), 2);
+        let stats: Value = client
+            .get(format!("{}/stats", served.base_url()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            stats["workers"],
+            json!({
+                "pod-a": {"claims": 2, "succeeded": 1, "released": 1},
+                "pod-b": {"claims": 2, "succeeded": 0, "released": 0},
+            })
+        );
     }
 }

@@ -315,6 +315,34 @@ impl BackendSim {
         f(&self.shared.state.lock())
     }
 
+    /// A claim for `worker_id` straight on the store (what `POST /internal/v2/bot-actions/claim`
+    /// does after authentication), for the crate's own tests.
+    #[cfg(test)]
+    pub(crate) fn claim_for_test(
+        &self,
+        worker_id: &str,
+        limit: i64,
+        now: DateTime<Utc>,
+    ) -> Vec<ClaimedAction> {
+        self.mutate(|s| s.store.claim(worker_id, limit, now))
+    }
+
+    /// A result report straight on the store, for the crate's own tests.
+    #[cfg(test)]
+    pub(crate) fn report_for_test(
+        &self,
+        id: Uuid,
+        worker_id: &str,
+        outcome: Outcome,
+        failure_code: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Result<ActionStatus, store::ResultRefusal> {
+        self.mutate(|s| {
+            s.store
+                .report(id, worker_id, outcome, failure_code, None, now)
+        })
+    }
+
     /// Puts an action in the outbox as `PENDING` and returns its id. Nothing is validated.
     pub fn enqueue_action(&self, action: NewAction) -> Uuid {
         self.mutate(|s| s.store.enqueue(action, Utc::now()))
