@@ -201,16 +201,8 @@ fn the_hpa_scales_a_fleet_up_and_down_on_outbox_lag_on_a_real_node() {
     };
     let _node = node_lock();
     let started = Instant::now();
-    sitg_sandbox::tls::install_crypto_provider();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("client");
+    let rt = test_runtime(2);
+    let client = control_client();
     let Installed {
         image,
         sim,

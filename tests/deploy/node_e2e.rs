@@ -41,16 +41,8 @@ fn the_chart_and_a_fleet_run_on_a_real_node() {
     };
     let _node = node_lock();
     let started = Instant::now();
-    sitg_sandbox::tls::install_crypto_provider();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("client");
+    let rt = test_runtime(2);
+    let client = control_client();
 
     // 1.-2. The simulators as a pod, the chart with its defaults except the image.
     let Installed {
@@ -97,21 +89,7 @@ fn the_chart_and_a_fleet_run_on_a_real_node() {
         let urls = ready_webhook_endpoints(&node, &fleet_name);
         (urls.len() == pods.len()).then_some(urls)
     });
-    let examples = sitg_sandbox::examples::Examples::load(&sitg_sandbox::examples::default_dir())
-        .expect("GitHub's example payloads (scripts/fetch-fixtures.sh)");
-    let opened = examples
-        .of("pull_request", Some("opened"))
-        .next()
-        .expect("a pull_request.opened example");
-    // GitHub's example, moved to a repository the simulators installed the App on (the
-    // worker looks the installation up before forwarding).
-    let mut payload: Value = serde_json::from_slice(&opened.body()).expect("example JSON");
-    payload["installation"]["id"] = json!(1);
-    payload["repository"]["id"] = json!(1001);
-    payload["repository"]["name"] = json!("repo-1");
-    payload["repository"]["full_name"] = json!("bench-org-1/repo-1");
-    payload["repository"]["owner"]["login"] = json!("bench-org-1");
-    let body = serde_json::to_vec(&payload).expect("payload");
+    let body = pull_request_body();
     let before = stats(&rt, &client, control).expect("stats");
     let ingested_before = before["backend"]["requests"]["PullRequestIngest"]
         .as_u64()

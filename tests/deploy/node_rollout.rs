@@ -549,24 +549,6 @@ fn kube_client(node: &Node, rt: &tokio::runtime::Runtime) -> kube::Client {
     })
 }
 
-/// The `pull_request.opened` example of GitHub, moved to a repository the simulators
-/// installed the App on (as `node_e2e` sends it).
-fn pull_request_body() -> Vec<u8> {
-    let examples = sitg_sandbox::examples::Examples::load(&sitg_sandbox::examples::default_dir())
-        .expect("GitHub's example payloads (scripts/fetch-fixtures.sh)");
-    let opened = examples
-        .of("pull_request", Some("opened"))
-        .next()
-        .expect("a pull_request.opened example");
-    let mut payload: Value = serde_json::from_slice(&opened.body()).expect("example JSON");
-    payload["installation"]["id"] = json!(1);
-    payload["repository"]["id"] = json!(1001);
-    payload["repository"]["name"] = json!("repo-1");
-    payload["repository"]["full_name"] = json!("bench-org-1/repo-1");
-    payload["repository"]["owner"]["login"] = json!("bench-org-1");
-    serde_json::to_vec(&payload).expect("payload")
-}
-
 #[test]
 fn a_rollout_and_an_operator_upgrade_under_load_lose_nothing() {
     let Some(node) = Node::from_env() else {
@@ -574,18 +556,10 @@ fn a_rollout_and_an_operator_upgrade_under_load_lose_nothing() {
     };
     let _node = node_lock();
     let started = Instant::now();
-    sitg_sandbox::tls::install_crypto_provider();
     let next = std::env::var("SITG_TEST_IMAGE_NEXT")
         .expect("SITG_TEST_IMAGE_NEXT (scripts/image.sh next; scripts/test.sh exports it)");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(3)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let control_client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("client");
+    let rt = test_runtime(3);
+    let control_client = control_client();
     let installed = installed(&node);
     let image = installed.image.clone();
     assert_ne!(image_ids(&node, &image), image_ids(&node, &next));

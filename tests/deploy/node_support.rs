@@ -359,3 +359,39 @@ fn install(node: &Node) -> Installed {
         control,
     }
 }
+
+/// The `pull_request.opened` example of GitHub, moved to a repository the simulators
+/// installed the App on (the worker looks the installation up before forwarding).
+pub(crate) fn pull_request_body() -> Vec<u8> {
+    let examples = sitg_sandbox::examples::Examples::load(&sitg_sandbox::examples::default_dir())
+        .expect("GitHub's example payloads (scripts/fetch-fixtures.sh)");
+    let opened = examples
+        .of("pull_request", Some("opened"))
+        .next()
+        .expect("a pull_request.opened example");
+    let mut payload: Value = serde_json::from_slice(&opened.body()).expect("example JSON");
+    payload["installation"]["id"] = json!(1);
+    payload["repository"]["id"] = json!(1001);
+    payload["repository"]["name"] = json!("repo-1");
+    payload["repository"]["full_name"] = json!("bench-org-1/repo-1");
+    payload["repository"]["owner"]["login"] = json!("bench-org-1");
+    serde_json::to_vec(&payload).expect("payload")
+}
+
+/// The runtime a node test drives its async clients on (`threads` worker threads).
+pub(crate) fn test_runtime(threads: usize) -> tokio::runtime::Runtime {
+    sitg_sandbox::tls::install_crypto_provider();
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// A client for the simulators' control API (10 s per request).
+pub(crate) fn control_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client")
+}
