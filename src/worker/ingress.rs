@@ -92,15 +92,22 @@ async fn handle(
         .body_budget
         .reserve(0)
         .map_err(|err| overloaded(state, headers, &err))?;
+    let mut body = body;
     let read = tokio::time::timeout(
         BODY_READ_DEADLINE,
-        read_body(body, declared, &mut reservation),
+        read_body(&mut body, declared, &mut reservation),
     )
     .await;
     let body = match read {
         Ok(Ok(bytes)) => bytes,
-        Ok(Err(ReadError::TooLarge)) => return Err(IngressError::TooLarge),
-        Ok(Err(ReadError::Overloaded(err))) => return Err(overloaded(state, headers, &err)),
+        Ok(Err(ReadError::TooLarge)) => {
+            discard_rest_in_background(body);
+            return Err(IngressError::TooLarge);
+        }
+        Ok(Err(ReadError::Overloaded(err))) => {
+            discard_rest_in_background(body);
+            return Err(overloaded(state, headers, &err));
+        }
         Ok(Err(ReadError::Unreadable(err))) => return Err(IngressError::Unreadable(err)),
         Err(_) => {
             return Err(IngressError::BodyTimeout {
@@ -136,7 +143,7 @@ const INITIAL_BODY_CAPACITY: usize = 64 * 1024;
 /// `declared` (`Content-Length`) only sizes the first allocation, up to
 /// [`INITIAL_BODY_CAPACITY`]; an unauthenticated client's claim costs nothing.
 async fn read_body(
-    mut body: Body,
+    body: &mut Body,
     declared: Option<u64>,
     reservation: &mut BodyReservation,
 ) -> Result<Bytes, ReadError> {
@@ -157,6 +164,32 @@ async fn read_body(
         buf.extend_from_slice(&data);
     }
     Ok(buf.freeze())
+}
+
+/// How long the rest of a refused body is read and thrown away after the answer.
+const DISCARD_WINDOW: Duration = Duration::from_secs(1);
+
+/// Reads and drops what is left of a body refused mid-upload (413, 503), for at most
+/// [`DISCARD_WINDOW`] and [`MAX_BODY_BYTES`], keeping no byte of it.
+///
+/// Why: the answer goes out while the sender is still writing. Closing with unread bytes
+/// in the socket makes the kernel send a reset, which can reach the sender before it
+/// reads the answer: GitHub would record a reset instead of the 503 that says
+/// "overloaded". Holding the read side open a moment lets the answer arrive first. The
+/// connection is idle for the eviction order meanwhile, and nothing is buffered.
+fn discard_rest_in_background(mut body: Body) {
+    tokio::spawn(async move {
+        let discard = async {
+            let mut seen = 0usize;
+            while let Some(Ok(frame)) = body.frame().await {
+                seen += frame.data_ref().map_or(0, |data| data.len());
+                if seen > MAX_BODY_BYTES {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(DISCARD_WINDOW, discard).await;
+    });
 }
 
 /// `X-GitHub-Delivery` as it may be written to the logs: the id when it is valid,

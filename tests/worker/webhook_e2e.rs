@@ -733,6 +733,38 @@ async fn bodies_over_the_buffer_budget_get_503_and_the_budget_comes_back() {
     );
 }
 
+/// A sender writes its whole body before it reads (GitHub does). Refused half-way, it
+/// must still read the 503, not a connection reset: the worker reads the rest of the
+/// body after answering instead of closing on unread bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_refused_half_way_still_reaches_its_503() {
+    let (_, peers) = peers_for_examples().await;
+    let worker = spawn_webhook_worker(&peers, &[("WEBHOOK_BUFFER_LIMIT_MB", "25")]).await;
+    let holder = tokio::spawn(stalled_upload(
+        worker.url("/webhooks/github"),
+        21 * MIB,
+        (20 * MIB) as usize,
+    ));
+    wait_for_reserved(&worker, |r| r >= (20 * MIB) as f64).await;
+    for attempt in 0..5 {
+        let sent = reqwest::Client::new()
+            .post(worker.url("/webhooks/github"))
+            .header("x-github-event", "pull_request")
+            .header("x-github-delivery", format!("half-way-{attempt}"))
+            .header("x-hub-signature-256", "sha256=00")
+            .body(vec![b' '; (20 * MIB) as usize])
+            .send()
+            .await;
+        let resp = sent.unwrap_or_else(|err| panic!("attempt {attempt}: no answer: {err:?}"));
+        assert_eq!(resp.status(), 503, "attempt {attempt}");
+        let answer: Value = resp.json().await.unwrap();
+        assert_eq!(answer["error"], "overloaded");
+    }
+    // The bytes read after the answer were thrown away, not kept.
+    wait_for_reserved(&worker, |r| r < (21 * MIB) as f64).await;
+    holder.abort();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_upload_gets_408_and_is_no_worker_error() {
     let peers = peers().await;
