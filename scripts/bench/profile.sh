@@ -35,7 +35,8 @@ start_profiled_worker() {
 	case "$PROFILER" in
 	perf) wrapper=(perf record -e cpu-clock -F 999 --call-graph dwarf,32768 -o "$RUN_DIR/perf.data" --) ;;
 	callgrind) wrapper=(valgrind --tool=callgrind --callgrind-out-file="$RUN_DIR/callgrind.out" --) ;;
-	*) die "PROFILER must be perf or callgrind" ;;
+	strace) wrapper=(strace -f -c -o "$RUN_DIR/strace.txt" --) ;;
+	*) die "PROFILER must be perf, callgrind or strace" ;;
 	esac
 	env -i PATH="$PATH" "${env[@]}" taskset -c "$WORKER_CPU" "${wrapper[@]}" "$BIN" worker \
 		>>"$RUN_DIR/worker.log" 2>>"$RUN_DIR/worker.err" &
@@ -75,7 +76,7 @@ esac
 # A graceful stop of the worker ends the recording: perf runs it as its child,
 # valgrind inside its own process.
 target="$WORKER_PID"
-if [[ "$PROFILER" == perf ]]; then
+if [[ "$PROFILER" == perf || "$PROFILER" == strace ]]; then
 	target="$(pgrep -P "$WORKER_PID" | head -1)"
 fi
 kill -INT "$target"
@@ -98,5 +99,8 @@ perf)
 	;;
 callgrind)
 	callgrind_annotate "$RUN_DIR/callgrind.out" 2>/dev/null | head -80
+	;;
+strace)
+	cat "$RUN_DIR/strace.txt"
 	;;
 esac
