@@ -44,6 +44,13 @@ const ACCEPT_RETRY_DELAY: Duration = Duration::from_millis(100);
 /// beyond what the server accepts at once then waits instead of being refused.
 pub const ACCEPT_BACKLOG: u32 = 4096;
 
+/// Most bytes hyper buffers for one request head (line and headers). GitHub's
+/// deliveries have heads of 1–2 KiB; without this cap hyper buffers up to ~400 KiB per
+/// connection, so `HTTP_MAX_CONNECTIONS` clients sending huge heads slowly (below the
+/// head deadline) would hold that much each. Past the cap hyper answers 431 (Request
+/// Header Fields Too Large) and closes the connection. hyper's minimum is 8 KiB.
+pub const MAX_REQUEST_HEAD_BYTES: usize = 16 * 1024;
+
 /// Binds `addr` with [`ACCEPT_BACKLOG`] and `SO_REUSEADDR` (a restarted worker can
 /// listen again while old connections linger in `TIME_WAIT`).
 ///
@@ -444,6 +451,7 @@ pub async fn serve(
     builder
         .http1()
         .timer(TokioTimer::new())
+        .max_buf_size(MAX_REQUEST_HEAD_BYTES)
         .header_read_timeout(limits.header_read_timeout);
     let builder = builder.http1_only();
     let epoch = Instant::now();
@@ -643,6 +651,47 @@ mod tests {
             buf.extend_from_slice(&chunk[..n]);
         }
         String::from_utf8_lossy(&buf).into_owned()
+    }
+
+    /// Sends `head` on a new connection and returns everything read until the server
+    /// closes it or a complete response's head (and "pong") arrived.
+    async fn send_head(addr: std::net::SocketAddr, head: &[u8]) -> String {
+        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        // The server may answer and close before reading all of it: ignore write errors.
+        let _ = stream.write_all(head).await;
+        let mut buf = Vec::new();
+        let mut chunk = [0_u8; 4096];
+        loop {
+            match tokio::time::timeout(EVENTUALLY, stream.read(&mut chunk)).await {
+                Ok(Ok(n)) if n > 0 => {
+                    buf.extend_from_slice(&chunk[..n]);
+                    if String::from_utf8_lossy(&buf).ends_with("pong") {
+                        break;
+                    }
+                }
+                Ok(_) => break,
+                Err(_) => panic!("no answer after {EVENTUALLY:?}"),
+            }
+        }
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+
+    #[tokio::test]
+    async fn a_request_head_past_16_kib_gets_431_and_a_github_sized_one_is_served() {
+        let (addr, _stop) = start(limits(Duration::from_secs(65), 16)).await;
+        let huge = format!(
+            "GET /ping HTTP/1.1\r\nhost: test\r\nx-padding: {}\r\n\r\n",
+            "a".repeat(20 * 1024)
+        );
+        let response = send_head(addr, huge.as_bytes()).await;
+        assert!(response.starts_with("HTTP/1.1 431"), "{response}");
+        // GitHub's own heads are 1-2 KiB.
+        let normal = format!(
+            "GET /ping HTTP/1.1\r\nhost: test\r\nx-padding: {}\r\n\r\n",
+            "a".repeat(2 * 1024)
+        );
+        let response = send_head(addr, normal.as_bytes()).await;
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     }
 
     #[tokio::test]
