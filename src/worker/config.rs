@@ -183,8 +183,22 @@ impl WorkerConfig {
                 .and_then(|port| port.ok_or(ConfigError::Missing { var: PORT })),
         );
         let metrics_port = env.check(env.port(METRICS_PORT)).flatten();
-        let webhook_secret = env.check(env.required_secret(GITHUB_WEBHOOK_SECRET));
-        let webhook_secret_previous = env.optional_secret(GITHUB_WEBHOOK_SECRET_PREVIOUS);
+        // Surrounding white space (a trailing newline from `--from-file`) is trimmed as
+        // for every secret; a control character inside is a badly pasted value, which
+        // would make every delivery fail its signature check while the worker reports
+        // ready.
+        let webhook_secret = env.check(env.required_secret(GITHUB_WEBHOOK_SECRET).and_then(
+            |secret| no_control(GITHUB_WEBHOOK_SECRET, secret.expose()).map(|()| secret),
+        ));
+        let webhook_secret_previous = env
+            .check(
+                env.optional_secret(GITHUB_WEBHOOK_SECRET_PREVIOUS)
+                    .map(|secret| {
+                        no_control(GITHUB_WEBHOOK_SECRET_PREVIOUS, secret.expose()).map(|()| secret)
+                    })
+                    .transpose(),
+            )
+            .flatten();
         let github_app_id = env.check(env.positive_u64(GITHUB_APP_ID));
         let github_app_private_key =
             env.check(env.required_secret(GITHUB_APP_PRIVATE_KEY).and_then(|raw| {
@@ -491,6 +505,20 @@ fn header_safe(var: &'static str, value: &str) -> Result<(), ConfigError> {
              without spaces (value not shown)"
         ),
     ))
+}
+
+/// Refuses a secret with a control character inside (after trimming): a line break in
+/// the middle of a badly pasted Secret. Spaces and non-ASCII stay allowed, since GitHub
+/// accepts them in a webhook secret. The value itself is never shown.
+fn no_control(var: &'static str, value: &str) -> Result<(), ConfigError> {
+    if value.chars().any(char::is_control) {
+        return Err(ConfigError::invalid(
+            var,
+            "contains a control character (a line break inside a pasted value?) \
+             (value not shown)",
+        ));
+    }
+    Ok(())
 }
 
 fn absolute_dir(var: &'static str, raw: &str) -> Result<std::path::PathBuf, ConfigError> {
@@ -802,6 +830,8 @@ mod tests {
             ("BACKEND_SERVICE_TOKEN", "tok\nen"),
             ("BACKEND_SERVICE_TOKEN", "tok en"),
             ("BACKEND_SERVICE_TOKEN", "tokén"),
+            ("GITHUB_WEBHOOK_SECRET", "wh\nsec"),
+            ("GITHUB_WEBHOOK_SECRET_PREVIOUS", "old\r\nsecret"),
         ];
         for (var, value) in cases {
             let mut env = base();

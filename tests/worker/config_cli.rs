@@ -120,6 +120,22 @@ fn header_values_with_control_characters_are_refused_without_echoing_them() {
 }
 
 #[test]
+fn webhook_secrets_with_a_control_character_inside_are_refused_without_echoing_them() {
+    for var in ["GITHUB_WEBHOOK_SECRET", "GITHUB_WEBHOOK_SECRET_PREVIOUS"] {
+        for value in ["whsec-do-not-print\nrest", "whsec-do-not-print\u{1}"] {
+            let (code, text) = run(&with(&base_env(), var, value));
+            assert_eq!(code, 2, "{var}: {text}");
+            let line = text.trim();
+            assert!(
+                line.starts_with(&format!("sitg-bot: {var} ")) && !line.contains('\n'),
+                "{var}: {text}"
+            );
+            assert!(!text.contains("do-not-print"), "{var} value leaked: {text}");
+        }
+    }
+}
+
+#[test]
 fn three_bad_variables_are_reported_together_on_their_own_lines() {
     let mut env = with(&base_env(), "BACKEND_BOT_KEY_ID", "");
     env = with(&env, "OUTBOX_CLAIM_LIMIT", "0");
