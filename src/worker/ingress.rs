@@ -344,6 +344,11 @@ fn webhook_payload(headers: &HeaderMap, body: Bytes) -> Result<Bytes, BodyRefusa
                 .filter(|(name, _)| name == "payload")
                 .map(|(_, value)| value);
             match (payloads.next(), payloads.next()) {
+                // `payload=` with nothing after it would otherwise reach the JSON parser
+                // and be refused with a message about JSON, not the field.
+                (Some(payload), None) if payload.is_empty() => Err(BodyRefusal::Form(
+                    "body: a form-encoded delivery's `payload` field is empty",
+                )),
                 (Some(payload), None) => Ok(Bytes::from(payload.into_owned())),
                 (None, _) => Err(BodyRefusal::Form(
                     "body: a form-encoded delivery must have a `payload` field",
@@ -602,7 +607,13 @@ mod tests {
             webhook_payload(&headers, form).unwrap(),
             Bytes::from_static(br#"{"a":"x y&z"}"#)
         );
-        for bad in [&b"other=1"[..], b"", b"payload=1&payload=2"] {
+        for bad in [
+            &b"other=1"[..],
+            b"",
+            b"payload=1&payload=2",
+            b"payload=",
+            b"payload",
+        ] {
             let BodyRefusal::Form(message) =
                 webhook_payload(&headers, Bytes::from_static(bad)).unwrap_err()
             else {

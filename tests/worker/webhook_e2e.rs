@@ -258,6 +258,51 @@ async fn bad_signatures_are_refused_with_401_and_counted() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_secret_with_a_trailing_newline_verifies_deliveries_signed_without_it() {
+    // `kubectl create secret --from-file` keeps the file's final newline; the worker
+    // trims surrounding white space of every secret, so GitHub's signature (made with
+    // the secret as typed in its settings) verifies.
+    let (_, peers) = peers_for_examples().await;
+    let secret = peers.webhook_secret.expose().to_owned();
+    let with_newline = format!("{secret}\n");
+    let worker =
+        spawn_webhook_worker(&peers, &[("GITHUB_WEBHOOK_SECRET", with_newline.as_str())]).await;
+    let answer = worker
+        .deliver(&secret, "pull_request", "trailing-nl-1", opened_example())
+        .await;
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_form_without_a_usable_payload_field_gets_400_naming_it() {
+    let (_, peers) = peers_for_examples().await;
+    let worker = spawn_webhook_worker(&peers, &[]).await;
+    let secret = peers.webhook_secret.expose().to_owned();
+    for (i, form) in [&b"payload="[..], b"other=1", b"payload"]
+        .into_iter()
+        .enumerate()
+    {
+        let headers = [
+            (
+                "content-type",
+                "application/x-www-form-urlencoded".to_owned(),
+            ),
+            ("x-github-event", "pull_request".to_owned()),
+            (
+                "x-github-delivery",
+                format!("form-{i}-{}", uuid::Uuid::new_v4()),
+            ),
+            ("x-hub-signature-256", sign(&secret, form)),
+        ];
+        let (status, body) = worker.post_raw(&headers, form.to_vec()).await;
+        let text = body.to_string();
+        assert_eq!(status, 400, "{form:?}: {text}");
+        assert!(text.contains("`payload`"), "{form:?}: {text}");
+        assert!(!text.to_lowercase().contains("json"), "{form:?}: {text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_previous_secret_is_accepted_during_a_rotation() {
     let (_, peers) = peers_for_examples().await;
     let worker =
